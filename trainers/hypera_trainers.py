@@ -1,0 +1,6 @@
+"""Thin re-export so that nnU-Net's nnUNet_extTrainer lookup finds the HYPERA trainers.
+
+The classes live in hypera_nnunet.nnunet.trainers, so they pickle across nnU-Net's worker processes.
+"""
+
+from hypera_nnunet.nnunet.trainers import *  # noqa: F401,F403
