@@ -1,0 +1,150 @@
+"""The hyperparameter agent: a set of no-op hooks plus ``state_dict``/``load_state_dict``.
+
+An agent owns one SAC learner and a replay buffer. It never touches the trainer: it proposes
+log-multipliers for the knobs it controls (``log(value / nnU-Net's value)``), and the coordinator
+resolves, bounds and applies them through :mod:`hypera_nnunet.nnunet.knobs`. A log-multiplier of 0
+is nnU-Net's own behaviour; the action box is centred on 0, and the policy's mean head starts at
+zero, so a fresh agent's deterministic action is exactly nnU-Net's schedule and weights.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from hypera_nnunet.config import AgentSettings, LearningConfig
+from hypera_nnunet.rl import SAC, PrioritizedReplayBuffer, ReplayBuffer, RunningZScore, SACConfig
+
+
+class Hook(str, enum.Enum):
+    """Where in nnU-Net's epoch an agent acts."""
+
+    EPOCH_START = "epoch_start"  # after nnU-Net's on_train_epoch_start (the poly LR has stepped)
+    AFTER_VALIDATION = "after_validation"  # after on_validation_epoch_end, effective from the next epoch
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One agent's wish for one knob, in log-multiplier units."""
+
+    agent: str
+    knob: str
+    value: float
+    confidence: float
+    priority: int
+    max_step: float
+
+
+class HyperparameterAgent:
+    """Base class. Subclasses set ``name``, ``hook``, ``knobs`` and may override ``specialised_reward``."""
+
+    name: str = "base"
+    hook: Hook = Hook.EPOCH_START
+    knobs: tuple[str, ...] = ()
+    Settings = AgentSettings
+
+    def __init__(self, settings: AgentSettings, obs_dim: int, knobs: tuple[str, ...] | None = None,
+                 learning: LearningConfig = LearningConfig(), seed: int = 0) -> None:
+        self.settings = settings
+        self.knobs = tuple(self.knobs if knobs is None else knobs)
+        if not self.knobs:
+            raise ValueError(f"agent '{self.name}' has no knob to act on")
+        self.learning = learning
+        self.bound = math.log(settings.max_factor)
+        if self.bound <= 0:
+            raise ValueError(f"agent '{self.name}': max_factor must be > 1, got {settings.max_factor}")
+        sac_cfg = SACConfig(hidden=learning.hidden, gamma=learning.gamma, actor_lr=learning.lr,
+                            critic_lr=learning.lr, alpha_lr=learning.lr, zero_init_mean=True,
+                            init_log_std=learning.init_log_std, init_alpha=0.1)
+        act_dim = len(self.knobs)
+        self.trust = 1.0
+        self.sac = SAC(obs_dim, act_dim, [-self.bound] * act_dim, [self.bound] * act_dim, sac_cfg, seed=seed)
+        buf_cls = PrioritizedReplayBuffer if learning.prioritized else ReplayBuffer
+        self.buffer = buf_cls(learning.buffer_size, obs_dim, act_dim, seed=seed + 1)
+        self.special_norm = RunningZScore()
+        self.pending: dict | None = None  # {"obs", "action"} of the last decision, waiting for its reward
+        self.last_reward: float | None = None
+        self.rewards: list[float] = []
+        self.decisions = 0
+
+    @classmethod
+    def wanted_knobs(cls, settings: AgentSettings) -> tuple[str, ...]:
+        """The knobs this agent acts on with these settings (the trainer may lack some)."""
+        return cls.knobs
+
+    # ---- hooks (no-ops unless a subclass needs them) -------------------------------------------
+    def on_train_start(self, coordinator) -> None:
+        pass
+
+    def on_train_end(self, coordinator) -> None:
+        pass
+
+    # ---- acting and learning -------------------------------------------------------------------
+    def set_trust(self, level: float) -> None:
+        """Scale the action box to ``level`` of the full bounds (trust safeguard)."""
+        self.trust = float(level)
+        b = self.bound * self.trust
+        self.sac.set_bounds([-b] * len(self.knobs), [b] * len(self.knobs))
+
+    def act(self, obs: np.ndarray, deterministic: bool, noise_scale: float = 1.0) -> np.ndarray:
+        self.decisions += 1
+        return self.sac.act(obs, deterministic=deterministic, noise_scale=noise_scale)
+
+    def propose(self, action: np.ndarray) -> list[Proposal]:
+        return [Proposal(self.name, k, float(a), self.trust, self.settings.priority, self.settings.max_step)
+                for k, a in zip(self.knobs, action)]
+
+    def remember(self, obs: np.ndarray, executed: np.ndarray) -> None:
+        """Record the state and the action that was really applied (after conflicts and bounds)."""
+        self.pending = {"obs": np.asarray(obs, np.float32), "action": np.asarray(executed, np.float32)}
+
+    def complete(self, reward: float, next_obs: np.ndarray, done: bool = False) -> None:
+        """Close the pending transition with its reward and the state that followed."""
+        if self.pending is None:
+            return
+        self.buffer.add(self.pending["obs"], self.pending["action"], reward, next_obs, done)
+        self.pending = None
+
+    def learn(self) -> dict:
+        """``gradient_steps`` SAC updates once the buffer holds ``learning_starts`` transitions."""
+        if len(self.buffer) < self.learning.learning_starts:
+            return {}
+        out: dict = {}
+        for _ in range(self.learning.gradient_steps):
+            batch = self.buffer.sample(self.learning.batch_size)
+            out = self.sac.update(batch)
+            if isinstance(self.buffer, PrioritizedReplayBuffer):
+                self.buffer.update_priorities(batch.indices, out["td_errors"])
+        return {k: v for k, v in out.items() if k != "td_errors"}
+
+    def specialised_reward(self, signals) -> float:
+        """The agent's own reward term, before normalisation. Default: none."""
+        return 0.0
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def state_dict(self, with_buffer: bool = True) -> dict:
+        state = {
+            "name": self.name, "knobs": list(self.knobs), "sac": self.sac.state_dict(), "trust": self.trust,
+            "special_norm": self.special_norm.state_dict(), "pending": self.pending,
+            "rewards": list(self.rewards), "decisions": self.decisions,
+        }
+        if with_buffer:
+            state["buffer"] = self.buffer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict, policy_only: bool = False) -> None:
+        if list(state["knobs"]) != list(self.knobs):
+            raise ValueError(f"agent '{self.name}': saved knobs {state['knobs']} differ from {list(self.knobs)}")
+        self.sac.load_state_dict(state["sac"], policy_only=policy_only)
+        if policy_only:
+            return
+        self.set_trust(state["trust"])
+        self.special_norm.load_state_dict(state["special_norm"])
+        self.pending = state["pending"]
+        self.rewards = list(state["rewards"])
+        self.decisions = int(state["decisions"])
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])

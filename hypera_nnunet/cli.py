@@ -1,0 +1,184 @@
+"""``hypera-nnunet``: the demo, nnU-Net wrappers that set ``nnUNet_extTrainer``, and the subcommands.
+
+    hypera-nnunet demo                      # synthetic data, nnUNetTrainer vs HyperaTrainer, side by side
+    eval "$(hypera-nnunet env)"             # export nnUNet_extTrainer so nnUNetv2_train finds HyperaTrainer
+    hypera-nnunet train 4 3d_fullres 0 -tr HyperaTrainer -device cpu    # nnUNetv2_train, with checks
+    hypera-nnunet trainers                  # list the trainer variants
+    hypera-nnunet check-config cfg.yaml     # validate a HYPERA_CONFIG file
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hypera_nnunet import __version__
+from hypera_nnunet.errors import HyperaError
+
+
+def _cmd_env(args) -> int:
+    from hypera_nnunet.env import shell_exports
+
+    print(shell_exports())
+    return 0
+
+
+def _cmd_trainers(args) -> int:
+    from hypera_nnunet.nnunet import trainers
+
+    names = [n for n in trainers.__all__ if "epochs" not in n]
+    print("HYPERA trainers (each also as <name>_<E>epochs and <name>_<E>epochs_<I>iters):")
+    for n in names:
+        doc = (getattr(trainers, n).__doc__ or "").strip().splitlines()[0]
+        print(f"  {n:28s} {doc}")
+    from hypera_nnunet.nnunet.budget import EPOCHS, ITERS
+
+    print(f"Budgets: E in {list(EPOCHS)}, I in {list(ITERS)}; baselines nnUNetTrainer_<E>epochs_<I>iters.")
+    return 0
+
+
+def _cmd_check_config(args) -> int:
+    from hypera_nnunet.config import load_config
+
+    cfg = load_config(args.file)
+    print(f"{args.file}: OK — agents {list(cfg.agents)}, strategy {cfg.strategy}, shadow {cfg.shadow}, "
+          f"transfer {cfg.transfer.mode}{' from ' + cfg.transfer.source if cfg.transfer.source else ''}")
+    return 0
+
+
+def known_trainer(name: str) -> bool:
+    """Whether nnU-Net (its own package) or HYPERA defines a trainer of this name."""
+    from hypera_nnunet.nnunet import trainers
+
+    if hasattr(trainers, name):
+        return True
+    import nnunetv2
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    found = recursive_find_python_class(os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer"), name,
+                                        "nnunetv2.training.nnUNetTrainer")
+    return found is not None
+
+
+def preflight_train(dataset: str, configuration: str, trainer: str, plans: str) -> None:
+    """Clear errors for what nnUNetv2_train would otherwise report as a traceback."""
+    from hypera_nnunet.env import require_nnunet_folders
+
+    folders = require_nnunet_folders()
+    if not known_trainer(trainer):
+        raise HyperaError(f"unknown trainer '{trainer}': neither nnU-Net nor HYPERA defines it "
+                          "(`hypera-nnunet trainers` lists HYPERA's).")
+    pre = folders["nnUNet_preprocessed"]
+    candidates = sorted(p for p in pre.glob("Dataset*") if p.is_dir()) if pre.is_dir() else []
+    match = [p for p in candidates if p.name == dataset or p.name.startswith(f"Dataset{int(dataset):03d}_")] \
+        if dataset.isdigit() else [p for p in candidates if p.name == dataset]
+    if not match:
+        raise HyperaError(f"dataset '{dataset}' was never preprocessed: nothing for it in {pre}. Run "
+                          f"`nnUNetv2_plan_and_preprocess -d {dataset}` first.")
+    plans_file = match[0] / f"{plans}.json"
+    if not plans_file.is_file():
+        raise HyperaError(f"{plans_file} does not exist: dataset '{dataset}' has no plans '{plans}'.")
+    import json
+
+    confs = json.loads(plans_file.read_text()).get("configurations", {})
+    if configuration not in confs:
+        raise HyperaError(f"{plans_file} has no configuration '{configuration}' (has: {', '.join(confs)}).")
+    if os.environ.get("HYPERA_CONFIG"):
+        from hypera_nnunet.config import load_config
+
+        load_config(os.environ["HYPERA_CONFIG"])
+
+
+def _cmd_train(args, rest: list[str]) -> int:
+    from hypera_nnunet.env import nnunet_env
+
+    preflight_train(args.dataset, args.configuration, args.tr, args.p)
+    from hypera_nnunet.data import nnunet_exe
+
+    cmd = [nnunet_exe("nnUNetv2_train"), args.dataset, args.configuration, args.fold, "-tr", args.tr, "-p", args.p,
+           *rest]
+    return subprocess.call(cmd, env=nnunet_env())
+
+
+def _cmd_passthrough(args, rest: list[str]) -> int:
+    from hypera_nnunet.data import nnunet_exe
+    from hypera_nnunet.env import nnunet_env
+
+    return subprocess.call([nnunet_exe(args.nnunet_command), *rest], env=nnunet_env())
+
+
+def _cmd_demo(args) -> int:
+    from hypera_nnunet.demo import DemoSettings, run_demo
+
+    run_demo(DemoSettings(folder=Path(args.dir), epochs=args.epochs, iterations=args.iters, seed=args.seed))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hypera-nnunet", description="HYPERA for nnU-Net v2.")
+    p.add_argument("--version", action="version", version=f"hypera-nnunet {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="synthetic 3D dataset: nnUNetTrainer vs HyperaTrainer on the CPU, side by side")
+    d.add_argument("--dir", default="hypera_demo", help="folder for the demo's nnU-Net data (default: ./hypera_demo)")
+    d.add_argument("--epochs", type=int, default=10, help="epochs per trainer (a registered budget; default 10)")
+    d.add_argument("--iters", type=int, default=10, help="iterations per epoch (a registered budget; default 10)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    d.set_defaults(func=_cmd_demo)
+
+    e = sub.add_parser("env", help="print `export nnUNet_extTrainer=...` (use: eval \"$(hypera-nnunet env)\")")
+    e.set_defaults(func=_cmd_env)
+
+    t = sub.add_parser("trainers", help="list the HYPERA trainer variants")
+    t.set_defaults(func=_cmd_trainers)
+
+    c = sub.add_parser("check-config", help="validate a HYPERA_CONFIG file (JSON or YAML)")
+    c.add_argument("file")
+    c.set_defaults(func=_cmd_check_config)
+
+    tr = sub.add_parser("train", help="nnUNetv2_train with nnUNet_extTrainer set and clear checks first; "
+                                      "other options pass through")
+    tr.add_argument("dataset")
+    tr.add_argument("configuration")
+    tr.add_argument("fold")
+    tr.add_argument("-tr", default="HyperaTrainer")
+    tr.add_argument("-p", default="nnUNetPlans")
+    tr.set_defaults(func=_cmd_train, passthrough=True)
+
+    for name, nn_cmd in (("predict", "nnUNetv2_predict"), ("find-best", "nnUNetv2_find_best_configuration")):
+        pp = sub.add_parser(name, help=f"{nn_cmd} with nnUNet_extTrainer set; all options pass through",
+                            add_help=False)
+        pp.set_defaults(func=_cmd_passthrough, passthrough=True, nnunet_command=nn_cmd)
+
+    for module in ("hypera_nnunet.refine.cli", "hypera_nnunet.benchmark.cli"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ImportError:
+            continue
+        mod.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    try:
+        args, rest = parser.parse_known_args(argv)
+        if rest and not getattr(args, "passthrough", False):
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        if getattr(args, "passthrough", False):
+            return int(args.func(args, rest) or 0)
+        return int(args.func(args) or 0)
+    except HyperaError as e:
+        print(f"hypera-nnunet: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hypera-nnunet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""nnU-Net integration: the HYPERA trainers, their short-budget variants, and reduced plans."""

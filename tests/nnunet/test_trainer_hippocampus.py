@@ -1,0 +1,106 @@
+"""The real nnU-Net CLI on real Hippocampus data at a tiny CPU budget: plan, HyperaTrainer train,
+resume with --c, predict, nnUNetv2_evaluate_folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from hypera_nnunet.data import run_nnunet
+
+pytestmark = pytest.mark.nnunet
+TRAINER = "HyperaTrainer_3epochs_5iters"
+PLANS = "hyperaCPUPlans"
+SIX = ("learning_rate", "loss", "batch_size", "augmentation", "regularization", "optimization")
+
+
+@pytest.fixture(scope="module")
+def trained(hippo, tmp_path_factory):
+    """All six agents for 3 epochs: paused after 2 (as a killed job would stop), then resumed with --c."""
+    env, name, root = hippo
+    cfg = tmp_path_factory.mktemp("cfg") / "hypera.json"
+    cfg.write_text(json.dumps({"agents": {a: {} for a in SIX}, "pause_after_epochs": 2, "seed": 0}))
+    env = {**env, "HYPERA_CONFIG": str(cfg)}
+    cmd = ["nnUNetv2_train", "904", "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"]
+    run_nnunet(cmd, env=env)
+    fold = root / "res" / name / f"{TRAINER}__{PLANS}__3d_fullres" / "fold_0"
+    paused = {"lines": _lines(fold / "hypera" / "decisions.jsonl"),
+              "final_exists": (fold / "checkpoint_final.pth").exists(),
+              "latest": torch.load(fold / "checkpoint_latest.pth", map_location="cpu", weights_only=False)}
+    run_nnunet(cmd + ["--c"], env=env)
+    return env, name, root, fold, paused
+
+
+def _lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_pause_leaves_a_resumable_checkpoint(trained):
+    env, name, root, fold, paused = trained
+    assert not paused["final_exists"]
+    assert [x["epoch"] for x in paused["lines"]] == [0, 1]
+    assert paused["latest"]["current_epoch"] == 2 and "hypera" in paused["latest"]
+
+
+def test_resume_with_c_continues_with_identical_agent_state(trained):
+    env, name, root, fold, paused = trained
+    lines = _lines(fold / "hypera" / "decisions.jsonl")
+    assert [x["epoch"] for x in lines] == [0, 1, 2]
+    assert lines[:2] == paused["lines"]  # the paused run's lines are kept, not rewritten
+    # the agent state the resumed run starts epoch 2 with is exactly the one the first run ended epoch 1 with:
+    # networks, optimizers, temperatures, replay buffers, generators, normalisers, trust, knob values
+    assert lines[2]["fingerprint_start"] == lines[1]["fingerprint_end"]
+    for agent, st in lines[2]["agent_state"].items():
+        assert st["buffer"] == lines[1]["agent_state"][agent]["buffer"] + 1
+        assert st["decisions"] > lines[1]["agent_state"][agent]["decisions"]
+    assert (fold / "checkpoint_final.pth").is_file()
+
+
+def test_decisions_within_bounds_and_applied_to_nnunet(trained):
+    env, name, root, fold, paused = trained
+    lines = _lines(fold / "hypera" / "decisions.jsonl")
+    cfg = json.loads((fold / "hypera" / "config.json").read_text())
+    assert sorted(cfg["agents"]) == sorted(SIX)
+    bound, step = math.log(2.0), 0.25  # AgentSettings defaults
+    prev = {k: 0.0 for k in lines[0]["multipliers"]}
+    for x in lines:
+        for knob, m in x["multipliers"].items():
+            assert abs(math.log(m)) <= bound + 1e-6, (knob, m)
+            assert abs(math.log(m) - prev[knob]) <= step + 1e-6, (knob, m)
+            prev[knob] = math.log(m)
+        assert x["applied"] is True and set(x["rewards"]) == set(SIX)
+        assert x["overhead_s"]["total"] >= 0
+    # the LR nnU-Net used is its poly schedule times the agent's multiplier
+    ckpt = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    for e, x in enumerate(lines):
+        poly = 1e-2 * (1 - e / 3) ** 0.9
+        assert ckpt["logging"]["lrs"][e] == pytest.approx(poly * x["multipliers"]["lr"], rel=1e-5)
+        assert ckpt["logging"]["hypera_lr"][e] == pytest.approx(x["multipliers"]["lr"])
+    assert "hypera" in ckpt and set(ckpt["hypera"]["agents"]) == set(SIX)
+    assert (fold / "hypera" / "policies.pt").is_file() and (fold / "progress.png").is_file()
+    assert (fold / "validation" / "summary.json").is_file()
+
+
+def test_predict_and_evaluate_folder_read_the_hypera_model(trained, tmp_path):
+    env, name, root, fold, paused = trained
+    split = json.loads((root / "pre" / name / "splits_final.json").read_text())[0]["val"][:2]
+    img_in, gt = tmp_path / "in", tmp_path / "gt"
+    img_in.mkdir()
+    gt.mkdir()
+    raw = root / "raw" / name
+    for case in split:
+        os.symlink(raw / "imagesTr" / f"{case}_0000.nii.gz", img_in / f"{case}_0000.nii.gz")
+        os.symlink(raw / "labelsTr" / f"{case}.nii.gz", gt / f"{case}.nii.gz")
+    out = tmp_path / "pred"
+    run_nnunet(["nnUNetv2_predict", "-i", str(img_in), "-o", str(out), "-d", "904", "-c", "3d_fullres", "-tr",
+                TRAINER, "-p", PLANS, "-f", "0", "-device", "cpu", "-npp", "0", "-nps", "0", "--disable_tta"], env=env)
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{c}.nii.gz" for c in split)
+    model = fold.parent
+    run_nnunet(["nnUNetv2_evaluate_folder", str(gt), str(out), "-djfile", str(model / "dataset.json"), "-pfile",
+                str(model / "plans.json")], env=env)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["mean"]) == {"1", "2"} and len(summary["metric_per_case"]) == 2
