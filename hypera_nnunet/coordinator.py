@@ -198,8 +198,8 @@ class Coordinator:
         self.log_m.update(executed)
         return executed
 
-    def _decide(self, hook: Hook, signals: Signals) -> None:
-        agents = [a for a in self.agents if a.hook == hook]
+    def _decide(self, hook: Hook, signals: Signals, agents: list[HyperparameterAgent] | None = None) -> None:
+        agents = [a for a in self.agents if a.hook == hook] if agents is None else agents
         obs = signals.features(self.log_m, self.knob_order)
         phase, noise = exploration_phase(signals.progress, self.config.exploration)
         deterministic = self.frozen or phase == "fine_tune"
@@ -227,7 +227,11 @@ class Coordinator:
             for a in agents:
                 a.remember(obs, np.array([executed[k] for k in a.knobs], dtype=np.float32))
         self._timed("coordinator", t0)
-        self.record.setdefault("actions", {}).update(raw)
+        if hook == Hook.ITERATION:
+            for name, act in raw.items():
+                self.record.setdefault("iteration_actions", {}).setdefault(name, []).append(act)
+        else:
+            self.record.setdefault("actions", {}).update(raw)
         self.record.setdefault("phase", phase)
 
     # ---- hooks called by the trainer ----------------------------------------------------------
@@ -252,6 +256,20 @@ class Coordinator:
             self._apply_all({})
             return
         self._decide(Hook.EPOCH_START, signals)
+
+    def iteration_agents(self, iteration: int) -> list[HyperparameterAgent]:
+        """Agents that re-decide before training iteration ``iteration`` (1-based within the epoch)."""
+        if self.disabled or iteration <= 0:
+            return []
+        return [a for a in self.agents if getattr(a, "every_n_iterations", 0) > 0
+                and iteration % a.every_n_iterations == 0]
+
+    def on_iteration(self, iteration: int, signals: Signals) -> None:
+        """Within the epoch, before an optimizer step: the learning-rate agent's iteration decisions."""
+        agents = self.iteration_agents(iteration)
+        if agents:
+            with single_thread():
+                self._decide(Hook.ITERATION, signals, agents)
 
     def on_epoch_end(self, signals: Signals) -> bool:
         """After validation. Rewards, learning, rollback, after-validation agents, the decision line.
@@ -291,7 +309,7 @@ class Coordinator:
         stats = {}
         for a in self.agents:
             ta = time.perf_counter()
-            if a.pending is not None:
+            if a.pending:
                 a.complete(rewards[a.name], next_obs, done=signals.epoch + 1 >= self.num_epochs)
                 a.rewards.append(rewards[a.name])
                 if not rolled_back:

@@ -202,3 +202,53 @@ def test_lr_agent_learns_a_toy_task():
         c.on_epoch_end(s)
     mean_action = float(c.agents[0].sac.act(s.features(c.log_m, c.knob_order), deterministic=True)[0])
     assert 0.15 < mean_action < 0.45
+
+
+def test_transfer_warm_start_and_frozen():
+    src = Coordinator(HyperaConfig(agents={"learning_rate": {}, "loss": {}}, seed=4), FakeKnobs(), 20)
+    run(src, 8)  # trained a little: the policy mean has moved away from zero
+    policies = src.policies()
+    obs = make_signals(9).features(src.log_m, src.knob_order)
+    expected = {a.name: a.sac.act(obs, deterministic=True) for a in src.agents}
+
+    frozen_cfg = config_from_dict({"agents": {"learning_rate": {}, "loss": {}}, "seed": 11,
+                                   "transfer": {"source": "x/policies.pt", "mode": "frozen"}})
+    frozen = Coordinator(frozen_cfg, FakeKnobs(), 20)
+    assert sorted(frozen.load_policies(policies, "x")) == ["learning_rate", "loss"]
+    for a in frozen.agents:
+        assert np.array_equal(a.sac.act(obs, deterministic=True), expected[a.name])
+    run(frozen, 6)
+    assert all(a.sac.n_updates == 0 and len(a.buffer) == 0 for a in frozen.agents)  # frozen: no learning
+    assert frozen.record["phase"] == "explore" and frozen.learning_enabled is False
+
+    warm = Coordinator(HyperaConfig(agents={"learning_rate": {}}, seed=11), FakeKnobs(), 20)
+    assert warm.load_policies(policies, "x") == ["learning_rate"]
+    run(warm, 6)
+    assert warm.agents[0].sac.n_updates > 0
+
+
+def test_frozen_agents_act_deterministically():
+    cfg = config_from_dict({"agents": {"learning_rate": {}}, "transfer": {"source": "p", "mode": "frozen"}})
+    c1, c2 = Coordinator(cfg, FakeKnobs(), 20), Coordinator(cfg.replace(seed=5), FakeKnobs(), 20)
+    assert run(c1, 3) == run(c2, 3)  # no sampling noise: the seed does not matter
+
+
+def test_iteration_level_lr_decisions_share_the_epoch_reward():
+    cfg = config_from_dict({"agents": {"learning_rate": {"every_n_iterations": 2}, "loss": {}}, "seed": 2})
+    knobs = FakeKnobs(("lr", "ce_dice_balance"))
+    c = Coordinator(cfg, knobs, 20)
+    assert [a.name for a in c.iteration_agents(2)] == ["learning_rate"] and c.iteration_agents(3) == []
+    c.on_epoch_start(make_signals(0))
+    for it in range(1, 6):
+        s = make_signals(0)
+        s.grad_norms = [1.0 + it] * it
+        c.on_iteration(it, s)
+    assert len(knobs.applied["lr"]) == 3  # epoch start, iterations 2 and 4
+    assert len(c.record["iteration_actions"]["learning_rate"]) == 2 and "loss" not in c.record["iteration_actions"]
+    c.on_epoch_end(make_signals(0))
+    lr_agent, loss_agent = c.agents
+    assert len(lr_agent.buffer) == 3 and len(loss_agent.buffer) == 1
+    b = lr_agent.buffer
+    assert np.array_equal(b.next_obs[0], b.obs[1]) and np.array_equal(b.next_obs[1], b.obs[2])
+    assert b.rewards[0, 0] == b.rewards[1, 0] == b.rewards[2, 0] == c.record["rewards"]["learning_rate"]
+    assert b.dones[:3, 0].tolist() == [0.0, 0.0, 0.0]

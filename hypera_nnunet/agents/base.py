@@ -23,6 +23,7 @@ class Hook(str, enum.Enum):
     """Where in nnU-Net's epoch an agent acts."""
 
     EPOCH_START = "epoch_start"  # after nnU-Net's on_train_epoch_start (the poly LR has stepped)
+    ITERATION = "iteration"  # every N training iterations within the epoch (learning-rate agent option)
     AFTER_VALIDATION = "after_validation"  # after on_validation_epoch_end, effective from the next epoch
 
 
@@ -65,7 +66,7 @@ class HyperparameterAgent:
         buf_cls = PrioritizedReplayBuffer if learning.prioritized else ReplayBuffer
         self.buffer = buf_cls(learning.buffer_size, obs_dim, act_dim, seed=seed + 1)
         self.special_norm = RunningZScore()
-        self.pending: dict | None = None  # {"obs", "action"} of the last decision, waiting for its reward
+        self.pending: list[dict] = []  # {"obs", "action"} of this epoch's decisions, waiting for the reward
         self.last_reward: float | None = None
         self.rewards: list[float] = []
         self.decisions = 0
@@ -99,14 +100,16 @@ class HyperparameterAgent:
 
     def remember(self, obs: np.ndarray, executed: np.ndarray) -> None:
         """Record the state and the action that was really applied (after conflicts and bounds)."""
-        self.pending = {"obs": np.asarray(obs, np.float32), "action": np.asarray(executed, np.float32)}
+        self.pending.append({"obs": np.asarray(obs, np.float32), "action": np.asarray(executed, np.float32)})
 
     def complete(self, reward: float, next_obs: np.ndarray, done: bool = False) -> None:
-        """Close the pending transition with its reward and the state that followed."""
-        if self.pending is None:
-            return
-        self.buffer.add(self.pending["obs"], self.pending["action"], reward, next_obs, done)
-        self.pending = None
+        """Close the pending transitions with the epoch's reward. With several decisions in one epoch
+        (iteration-level LR), each one's next state is the state of the decision after it."""
+        for i, p in enumerate(self.pending):
+            last = i == len(self.pending) - 1
+            nxt = next_obs if last else self.pending[i + 1]["obs"]
+            self.buffer.add(p["obs"], p["action"], reward, nxt, done and last)
+        self.pending = []
 
     def learn(self) -> dict:
         """``gradient_steps`` SAC updates once the buffer holds ``learning_starts`` transitions."""
@@ -143,7 +146,7 @@ class HyperparameterAgent:
             return
         self.set_trust(state["trust"])
         self.special_norm.load_state_dict(state["special_norm"])
-        self.pending = state["pending"]
+        self.pending = list(state["pending"] or [])
         self.rewards = list(state["rewards"])
         self.decisions = int(state["decisions"])
         if "buffer" in state:

@@ -2,7 +2,9 @@
 
 * Knob: ``lr`` -- ``lr = poly_lr(epoch) * m``, ``m`` in ``[1/max_factor, max_factor]``.
 * Hook: epoch start, after nnU-Net's scheduler has stepped (it overwrites the LR every epoch, so the
-  multiplier never compounds).
+  multiplier never compounds). With ``every_n_iterations=N`` it also re-decides every N training
+  iterations (before that iteration's optimizer step), from the gradient norms seen so far in the
+  epoch; all of the epoch's decisions share the epoch's reward.
 * State: the shared state (:mod:`hypera_nnunet.signals`).
 * Reward: shared reward, plus a specialised term that penalises gradient-norm instability
   (coefficient of variation of the epoch's gradient norms). The shared reward is the EMA
@@ -14,13 +16,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from hypera_nnunet.agents.base import Hook, HyperparameterAgent
+from hypera_nnunet.config import AgentSettings
+
+
+@dataclass(frozen=True)
+class LRSettings(AgentSettings):
+    """``every_n_iterations``: also decide every N training iterations within the epoch (0: epochs only)."""
+
+    every_n_iterations: int = 0
 
 
 class LearningRateAgent(HyperparameterAgent):
     name = "learning_rate"
     hook = Hook.EPOCH_START
     knobs = ("lr",)
+    Settings = LRSettings
+
+    @property
+    def every_n_iterations(self) -> int:
+        return int(self.settings.every_n_iterations)
 
     def specialised_reward(self, signals) -> float:
         g = np.asarray([v for v in signals.grad_norms if np.isfinite(v)])

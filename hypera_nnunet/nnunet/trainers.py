@@ -222,6 +222,9 @@ class HyperaTrainer(nnUNetTrainer):
 
     def _record_grad_norm(self, optimizer, args, kwargs):
         self._grad_norms.append(total_norm([p.grad for g in optimizer.param_groups for p in g["params"]]))
+        if self.coordinator is not None and self.coordinator.iteration_agents(len(self._grad_norms)):
+            # iteration-level learning-rate decisions (LearningRateAgent every_n_iterations), before this step
+            self.coordinator.on_iteration(len(self._grad_norms), self._signals())
 
     def _signals(self, grad_norms: list[float] | None = None) -> Signals:
         get = self.logger.get_value
