@@ -100,7 +100,7 @@ class LearningConfig:
     gamma: float = 0.9
     lr: float = 1e-3
     batch_size: int = 32
-    gradient_steps: int = 16
+    gradient_steps: int = 8
     learning_starts: int = 4
     buffer_size: int = 10_000
     prioritized: bool = True

@@ -203,9 +203,11 @@ class HyperaTrainer(nnUNetTrainer):
         if self.local_rank == 0:
             cfg_path = Path(self.output_folder) / "hypera" / "config.json"
             cfg_path.parent.mkdir(parents=True, exist_ok=True)
-            cfg_path.write_text(json.dumps({"trainer": self.__class__.__name__, "config": self.hypera.to_dict(),
-                                            "agents": [a.name for a in self.coordinator.agents],
-                                            "knobs": list(self.coordinator.knob_order)}, indent=2))
+            tmp = cfg_path.with_name("config.json.tmp")
+            tmp.write_text(json.dumps({"trainer": self.__class__.__name__, "config": self.hypera.to_dict(),
+                                       "agents": [a.name for a in self.coordinator.agents],
+                                       "knobs": list(self.coordinator.knob_order)}, indent=2))
+            os.replace(tmp, cfg_path)
         self.print_to_log_file(f"HYPERA agents: {[a.name for a in self.coordinator.agents]}, knobs: "
                                f"{list(self.coordinator.knob_order)}, strategy: {self.hypera.strategy}, "
                                f"shadow: {self.hypera.shadow}, transfer: {self.hypera.transfer.mode}")

@@ -52,7 +52,12 @@ class SquashedGaussianActor(nn.Module):
             nn.init.constant_(self.log_std.bias, float(init_log_std))
         self.register_buffer("scale", torch.zeros(act_dim))
         self.register_buffer("bias", torch.zeros(act_dim))
+        # The exact box, for clamping: in float32, bias +- scale can land one ulp outside [low, high]
+        # (e.g. low=0.1, high=0.3). Not saved; re-derived from scale/bias when a state brings other ones.
+        self.register_buffer("low", torch.zeros(act_dim), persistent=False)
+        self.register_buffer("high", torch.zeros(act_dim), persistent=False)
         self.set_bounds(low, high)
+        self.register_load_state_dict_post_hook(_sync_box_after_load)
 
     def set_bounds(self, low, high) -> None:
         low = torch.as_tensor(low, dtype=torch.float32).reshape(-1)
@@ -61,6 +66,8 @@ class SquashedGaussianActor(nn.Module):
             raise ValueError(f"invalid action bounds low={low.tolist()} high={high.tolist()}")
         self.scale.copy_((high - low) / 2)
         self.bias.copy_((high + low) / 2)
+        self.low.copy_(low)
+        self.high.copy_(high)
 
     def _dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.act(self.trunk(obs))
@@ -81,10 +88,18 @@ class SquashedGaussianActor(nn.Module):
             eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
             u = mu + noise_scale * std * eps
         y = torch.tanh(u)
-        action = self.bias + self.scale * y
+        action = torch.clamp(self.bias + self.scale * y, self.low, self.high)  # only ever moves it by an ulp
         log_prob = (-0.5 * ((u - mu) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1, keepdim=True)
         log_prob = log_prob - torch.log(1 - y.pow(2) + TANH_EPS).sum(-1, keepdim=True)
         return action, log_prob
+
+
+def _sync_box_after_load(actor: SquashedGaussianActor, incompatible_keys) -> None:
+    """Keep the exact box if it still gives the loaded scale/bias, else take the box they define."""
+    low, high = actor.low, actor.high
+    if not (torch.equal((high - low) / 2, actor.scale) and torch.equal((high + low) / 2, actor.bias)):
+        low.copy_(actor.bias - actor.scale)
+        high.copy_(actor.bias + actor.scale)
 
 
 class TwinQCritic(nn.Module):

@@ -12,6 +12,7 @@ moves the global torch RNG that nnU-Net's training relies on.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +77,7 @@ class SAC:
 
     @property
     def alpha(self) -> float:
-        return float(self.log_alpha.exp())
+        return float(self.log_alpha.detach().exp())
 
     def set_bounds(self, low, high) -> None:
         """Change the action box (the policy keeps its weights; actions rescale)."""
@@ -84,8 +85,7 @@ class SAC:
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        s, b = self.actor.scale.numpy(), self.actor.bias.numpy()
-        return b - s, b + s
+        return self.actor.low.numpy().copy(), self.actor.high.numpy().copy()
 
     @torch.no_grad()
     def act(self, obs, deterministic: bool = False, noise_scale: float = 1.0) -> np.ndarray:
@@ -137,13 +137,14 @@ class SAC:
         }
 
     def state_dict(self) -> dict:
-        return {
+        """A snapshot that owns its tensors: later updates do not change it (torch's own state dicts alias)."""
+        return copy.deepcopy({
             "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
             "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
             "alpha_opt": self.alpha_opt.state_dict(), "target_entropy": self.target_entropy,
             "generator": self.generator.get_state(), "n_updates": self.n_updates,
-        }
+        })
 
     def load_state_dict(self, state: dict, policy_only: bool = False) -> None:
         """Restore everything, or with ``policy_only`` just the networks and temperature (transfer)."""
@@ -154,9 +155,11 @@ class SAC:
             self.log_alpha.copy_(state["log_alpha"])
         if policy_only:
             return
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
-        self.alpha_opt.load_state_dict(state["alpha_opt"])
+        # torch's Optimizer.load_state_dict keeps the given moment tensors (no copy): without the deep
+        # copy, two agents loaded from one state would share and both advance the same Adam moments.
+        self.actor_opt.load_state_dict(copy.deepcopy(state["actor_opt"]))
+        self.critic_opt.load_state_dict(copy.deepcopy(state["critic_opt"]))
+        self.alpha_opt.load_state_dict(copy.deepcopy(state["alpha_opt"]))
         self.target_entropy = float(state["target_entropy"])
         self.generator.set_state(state["generator"])
         self.n_updates = int(state["n_updates"])
