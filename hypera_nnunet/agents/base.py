@@ -128,9 +128,10 @@ class HyperparameterAgent:
         return 0.0
 
     # ---- persistence ---------------------------------------------------------------------------
-    def state_dict(self, with_buffer: bool = True) -> dict:
+    def state_dict(self, with_buffer: bool = True, copy_tensors: bool = True) -> dict:
         state = {
-            "name": self.name, "knobs": list(self.knobs), "sac": self.sac.state_dict(), "trust": self.trust,
+            "name": self.name, "knobs": list(self.knobs), "sac": self.sac.state_dict(copy_tensors),
+            "trust": self.trust,
             "special_norm": self.special_norm.state_dict(), "pending": self.pending,
             "rewards": list(self.rewards), "decisions": self.decisions,
         }

@@ -14,9 +14,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from hypera_nnunet.agents.base import Hook, HyperparameterAgent
 from hypera_nnunet.config import AgentSettings

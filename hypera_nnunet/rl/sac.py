@@ -136,15 +136,18 @@ class SAC:
             "td_errors": (0.5 * (td1 + td2)).detach().abs().reshape(-1).numpy(),
         }
 
-    def state_dict(self) -> dict:
-        """A snapshot that owns its tensors: later updates do not change it (torch's own state dicts alias)."""
-        return copy.deepcopy({
+    def state_dict(self, copy_tensors: bool = True) -> dict:
+        """A snapshot that owns its tensors: later updates do not change it (torch's own state dicts alias).
+
+        ``copy_tensors=False`` returns live views, for read-only uses such as fingerprints."""
+        state = {
             "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
+            "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach(),
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
             "alpha_opt": self.alpha_opt.state_dict(), "target_entropy": self.target_entropy,
             "generator": self.generator.get_state(), "n_updates": self.n_updates,
-        })
+        }
+        return copy.deepcopy(state) if copy_tensors else state
 
     def load_state_dict(self, state: dict, policy_only: bool = False) -> None:
         """Restore everything, or with ``policy_only`` just the networks and temperature (transfer)."""
