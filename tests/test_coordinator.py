@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import FakeKnobs, make_signals
+from hypera_fakes import FakeKnobs, make_signals
 
 from hypera_nnunet.agents import Proposal
 from hypera_nnunet.config import ExplorationConfig, HyperaConfig, SafeguardConfig, config_from_dict

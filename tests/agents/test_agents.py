@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import make_signals
+from hypera_fakes import make_signals
 
 from hypera_nnunet.agents import (
     AGENTS,
