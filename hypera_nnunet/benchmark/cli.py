@@ -1,0 +1,321 @@
+"""``hypera-nnunet benchmark``: train every (seed, fold, trainer) with nnU-Net, then write the report.
+
+    hypera-nnunet benchmark -d 4 -c 3d_fullres --protocol cpu -tr nnUNetTrainer HyperaTrainer --out bench/
+    hypera-nnunet benchmark -d 4 --protocol cpu -tr nnUNetTrainer HyperaTrainer --out bench/ --report-only
+    hypera-nnunet benchmark -d 4 --protocol gpu -tr nnUNetTrainer HyperaTrainer --out bench/ --time-limit 540
+
+Trainers are given by base name; the protocol appends its budget (``nnUNetTrainer`` becomes
+``nnUNetTrainer_20epochs_25iters`` under ``cpu``). The first trainer is the baseline of the paired tests.
+Jobs run fold by fold (fold 0 of every trainer, then fold 1, ...), so a run cut short still has paired folds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+from hypera_nnunet.benchmark.protocol import PROTOCOLS, get_protocol
+from hypera_nnunet.benchmark.runner import Job, results_root_for_seed, run_jobs
+from hypera_nnunet.errors import HyperaError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--dataset", required=True,
+                   help="nnU-Net dataset id or name (e.g. 4 or Dataset004_Hippocampus)")
+    p.add_argument("-c", "--configuration", default="3d_fullres", help="nnU-Net configuration (default 3d_fullres)")
+    p.add_argument("--protocol", default="cpu", choices=sorted(PROTOCOLS),
+                   help="fixed plans + budget + concurrency (docs/benchmark_protocol.md); default cpu")
+    p.add_argument("-tr", "--trainers", nargs="+", default=["nnUNetTrainer", "HyperaTrainer"],
+                   help="base trainer names; the first is the baseline (default: nnUNetTrainer HyperaTrainer)")
+    p.add_argument("-f", "--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="folds (default 0 1 2 3 4)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0],
+                   help="repetitions; seed 0 uses nnUNet_results itself, seed s uses "
+                        "nnUNet_results/hypera_seeds/seed<s> and seeds HYPERA's agents with s (nnU-Net's own "
+                        "trainers take no seed)")
+    p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs (registered grid only)")
+    p.add_argument("--iters", type=int, default=None, help="override the protocol's iterations per epoch")
+    p.add_argument("-p", "--plans", default=None, help="override the protocol's plans identifier")
+    p.add_argument("--device", default=None, help="override the protocol's device (cpu, cuda)")
+    p.add_argument("-j", "--concurrency", type=int, default=None,
+                   help="trainings at once (protocol default: cpu 1, gpu 10)")
+    p.add_argument("--npz", action="store_true", help="pass --npz to nnUNetv2_train (keep validation probabilities)")
+    p.add_argument("--out", type=Path, default=Path("hypera_benchmark"),
+                   help="folder for report.md, results.json, plots and logs (default ./hypera_benchmark)")
+    p.add_argument("--report-only", action="store_true", help="train nothing; report what has finished")
+    p.add_argument("--dry-run", action="store_true", help="print the nnUNetv2_train commands and stop")
+    p.add_argument("--no-surface", action="store_true", help="skip HD95/NSD (they read every validation prediction)")
+    p.add_argument("--nsd-tolerance", type=float, default=1.0, help="NSD tolerance in mm (default 1.0)")
+    p.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="seconds; stop the trainings after this long (they resume with --c next time), then report")
+    p.add_argument("--test-folder", type=Path, default=None,
+                   help="images to predict with each trainer's folds (nnUNetv2_predict) after training")
+    p.add_argument("--test-labels", type=Path, default=None,
+                   help="labels for --test-folder: evaluate the predictions with nnUNetv2_evaluate_folder")
+    p.add_argument("--refine", action="append", default=[], metavar="NAME=COMMAND",
+                   help="a refinement variant run on each finished fold's validation predictions: COMMAND (a shell "
+                        "command; {input} = fold_X/validation, {output} = folder to write, {trainer}, {fold}) is "
+                        "scored with nnUNetv2_evaluate_folder and reported as <trainer>+NAME, paired against the "
+                        "baseline and its own trainer; repeatable")
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add ``benchmark`` to the ``hypera-nnunet`` subcommands (``func`` returns the exit code)."""
+    p = subparsers.add_parser("benchmark", help="nnUNetTrainer vs HyperaTrainer over nnU-Net's folds, with a report",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run_cli, argv=None)
+    return p
+
+
+def _dataset_name(dataset: str, preprocessed: Path) -> str:
+    cands = sorted(p.name for p in preprocessed.glob("Dataset*") if p.is_dir()) if preprocessed.is_dir() else []
+    if dataset.isdigit():
+        match = [c for c in cands if c.startswith(f"Dataset{int(dataset):03d}_")]
+    else:
+        match = [c for c in cands if c == dataset]
+    if not match:
+        raise HyperaError(f"dataset '{dataset}' was never preprocessed: nothing for it in {preprocessed} "
+                          f"(nnUNet_preprocessed). Run `nnUNetv2_plan_and_preprocess -d {dataset} -c <configuration>` "
+                          "first.")
+    return match[0]
+
+
+def _ensure_plans(pre_dir: Path, plans: str, configuration: str, protocol) -> None:
+    path = pre_dir / f"{plans}.json"
+    if path.is_file():
+        conf = json.loads(path.read_text()).get("configurations", {})
+        if configuration not in conf:
+            raise HyperaError(f"{path} has no configuration '{configuration}' (has: {sorted(conf)}).")
+        return
+    rp = protocol.reduced_plans
+    if rp is not None and rp.name == plans:
+        from hypera_nnunet.nnunet.plans import write_reduced_plans
+
+        write_reduced_plans(pre_dir, target_plans=plans, configuration=configuration, batch_size=rp.batch_size,
+                            feature_divisor=rp.feature_divisor)
+        print(f"wrote {path} (batch {rp.batch_size}, features / {rp.feature_divisor}, nnU-Net's patch size)")
+        return
+    raise HyperaError(f"{path} does not exist: plan the dataset with `nnUNetv2_plan_and_preprocess` "
+                      f"(plans identifier '{plans}') first.")
+
+
+def _seed_config_file(trainer: str, seed: int, out_dir: Path) -> Path | None:
+    """A HYPERA_CONFIG file = the trainer variant's own configuration with ``seed`` (None for non-HYPERA trainers)."""
+    from hypera_nnunet.nnunet import trainers as tr
+
+    cls = getattr(tr, trainer, None)
+    if cls is None or not hasattr(cls, "hypera_config_for_run"):
+        return None
+    cfg = cls.hypera_config_for_run(cls.__new__(cls)).replace(seed=seed)
+    path = Path(out_dir) / "configs" / f"{trainer}_seed{seed}.json"
+    from hypera_nnunet.benchmark.report import atomic_write
+
+    atomic_write(path, json.dumps(cfg.to_dict(), indent=2))
+    return path
+
+
+def _label_names(pre_dir: Path) -> dict[str, str]:
+    try:
+        labels = json.loads((pre_dir / "dataset.json").read_text()).get("labels", {})
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {str(v): k for k, v in labels.items() if isinstance(v, int) and v != 0}
+
+
+def run(args) -> int:
+    from hypera_nnunet.env import nnunet_env, require_nnunet_folders
+
+    folders = require_nnunet_folders()
+    proto = get_protocol(args.protocol).with_budget(args.epochs, args.iters)
+    plans = args.plans or proto.plans
+    device = args.device or proto.device
+    concurrency = args.concurrency or proto.concurrency
+    if concurrency < 1:
+        raise HyperaError(f"--concurrency must be at least 1, got {concurrency}.")
+    if len(set(args.trainers)) != len(args.trainers):
+        raise HyperaError(f"--trainers lists a trainer twice: {args.trainers}.")
+    from hypera_nnunet.cli import known_trainer
+
+    names = [proto.trainer_name(t) for t in args.trainers]
+    for n in names:
+        if not known_trainer(n):
+            raise HyperaError(f"unknown trainer '{n}' (from --trainers and protocol '{proto.name}'): neither nnU-Net "
+                              "nor HYPERA defines it (`hypera-nnunet trainers` lists HYPERA's).")
+    dataset = _dataset_name(args.dataset, folders["nnUNet_preprocessed"])
+    pre_dir = folders["nnUNet_preprocessed"] / dataset
+    _ensure_plans(pre_dir, plans, args.configuration, proto)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [Job(dataset, args.configuration, f, t, plans, s, results_root_for_seed(folders["nnUNet_results"], s))
+            for s in args.seeds for f in args.folds for t in names]
+    base_env = nnunet_env(dict(proto.env))
+    seed_cfg = {(t, s): _seed_config_file(t, s, out) for t in names for s in args.seeds if s != 0}
+
+    def env_for(job: Job) -> dict[str, str]:
+        env = dict(base_env)
+        env["nnUNet_results"] = str(job.results_root)
+        cfg = seed_cfg.get((job.trainer, job.seed))
+        if cfg is not None:
+            env["HYPERA_CONFIG"] = str(cfg)
+        return env
+
+    command = "hypera-nnunet benchmark " + shlex.join(sys.argv[2:] if args.argv is None else args.argv)
+    print(f"benchmark {dataset} {args.configuration}, protocol {proto.name}: {len(jobs)} trainings "
+          f"({len(args.seeds)} seed(s) x {len(args.folds)} fold(s) x {len(names)} trainer(s)), "
+          f"{concurrency} at a time, device {device}; trainers {names}")
+    records = []
+    if not args.report_only:
+        records = _run_with_limit(jobs, device, env_for, out, concurrency, args.npz, proto.epochs, args.time_limit,
+                                  args.dry_run)
+        if args.dry_run:
+            return 0
+        if args.test_folder is not None:
+            _predict_test(args, dataset, names, plans, device, base_env, out)
+    extra = _refinements(args.refine, jobs, pre_dir, plans, base_env, out, execute=not args.report_only)
+    return write_report(jobs, names[0], dataset, args, proto, plans, pre_dir, out, command, records, extra)
+
+
+PLACEHOLDERS = ("{input}", "{output}", "{trainer}", "{fold}")
+
+
+def _refinements(specs: list[str], jobs: list[Job], pre_dir: Path, plans: str, env: dict, out: Path,
+                 execute: bool) -> list[tuple[str, str, int, int, Path]]:
+    """Run each ``NAME=COMMAND`` on every finished fold (skipping folds already scored), return report rows."""
+    import subprocess
+
+    from hypera_nnunet.data import run_nnunet
+
+    rows = []
+    for spec in specs:
+        name, sep, template = spec.partition("=")
+        name = name.strip()
+        if not sep or not name or not template.strip() or "/" in name or "+" in name:
+            raise HyperaError(f"--refine '{spec}' must be NAME=COMMAND with a plain NAME (COMMAND may use "
+                              f"{', '.join(PLACEHOLDERS)}).")
+        for j in jobs:
+            folder = out / "refined" / name / j.trainer / f"seed{j.seed}_fold{j.fold}"
+            rows.append((f"{j.trainer}+{name}", j.trainer, j.seed, j.fold, folder))
+            dst = folder / "validation"
+            if not execute or j.state() != "done" or (dst / "summary.json").is_file():
+                continue
+            dst.mkdir(parents=True, exist_ok=True)
+            cmd = template
+            for key, value in (("{input}", shlex.quote(str(j.output_folder / "validation"))),
+                               ("{output}", shlex.quote(str(dst))), ("{trainer}", j.trainer), ("{fold}", str(j.fold))):
+                cmd = cmd.replace(key, value)
+            log = out / "logs" / f"refine_{name}_{j.trainer}_fold{j.fold}_seed{j.seed}.log"
+            print(f"refine '{name}' {j.label}: {cmd}", flush=True)
+            with open(log, "a") as f:
+                rc = subprocess.run(cmd, shell=True, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+            if rc != 0:
+                raise HyperaError(f"refinement '{name}' failed for {j.label} with exit code {rc}; see {log}.")
+            run_nnunet(["nnUNetv2_evaluate_folder", str(pre_dir / "gt_segmentations"), str(dst), "-djfile",
+                        str(pre_dir / "dataset.json"), "-pfile", str(pre_dir / f"{plans}.json"), "-o",
+                        str(dst / "summary.json"), "-np", "1", "--chill"], env=env, log=log)
+    return rows
+
+
+def _run_with_limit(jobs, device, env_for, out, concurrency, npz, epochs, time_limit, dry_run):
+    if time_limit is None:
+        return run_jobs(jobs, device, env_for, out, concurrency=concurrency, npz=npz, epochs_total=epochs,
+                        dry_run=dry_run)
+
+    def _alarm(signum, frame):
+        raise TimeoutError
+
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, time_limit)
+    try:
+        return run_jobs(jobs, device, env_for, out, concurrency=concurrency, npz=npz, epochs_total=epochs,
+                        dry_run=dry_run)
+    except TimeoutError:
+        print(f"time limit of {time_limit:.0f} s reached: the running trainings were stopped (they continue with "
+              "--c on the next call)", flush=True)
+        return []
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _predict_test(args, dataset, names, plans, device, env, out) -> None:
+    from hypera_nnunet.data import run_nnunet
+
+    if not Path(args.test_folder).is_dir():
+        raise HyperaError(f"--test-folder {args.test_folder} is not a folder.")
+    for t in names:
+        dst = out / "test_predictions" / t
+        cmd = ["nnUNetv2_predict", "-i", str(args.test_folder), "-o", str(dst), "-d", dataset, "-c", args.configuration,
+               "-tr", t, "-p", plans, "-f", *map(str, args.folds), "-device", device]
+        if device == "cpu":
+            cmd += ["-npp", "0", "-nps", "0"]
+        print(f"predict test folder with {t}: {' '.join(cmd)}", flush=True)
+        run_nnunet(cmd, env=env, log=out / "logs" / f"predict_{t}.log")
+        if args.test_labels is not None:
+            pre = Path(env.get("nnUNet_preprocessed", os.environ.get("nnUNet_preprocessed", ""))) / dataset
+            run_nnunet(["nnUNetv2_evaluate_folder", str(args.test_labels), str(dst), "-djfile",
+                        str(pre / "dataset.json"), "-pfile", str(pre / f"{plans}.json")], env=env,
+                       log=out / "logs" / f"predict_{t}.log")
+
+
+def write_report(jobs, baseline, dataset, args, proto, plans, pre_dir, out, command, records, extra=()) -> int:
+    from hypera_nnunet.benchmark.report import atomic_write, build_results, environment, render_markdown, write_plots
+
+    runs = []
+    rp = out / "runs.jsonl"
+    if rp.is_file():
+        runs = [json.loads(line) for line in rp.read_text().splitlines() if line.strip()]
+    results, folds = build_results(jobs, baseline, _label_names(pre_dir), out, surface_metrics=not args.no_surface,
+                                   n_boot=args.bootstrap, tolerance_mm=args.nsd_tolerance, extra_runs=list(extra))
+    plots = write_plots(folds, out)
+    test = {}
+    for t in results["trainers"]:
+        s = out / "test_predictions" / t / "summary.json"
+        if s.is_file():
+            test[t] = json.loads(s.read_text()).get("mean")
+    meta = {"dataset": dataset, "configuration": args.configuration, "protocol": proto.to_dict(), "plans": plans,
+            "folds": args.folds, "seeds": args.seeds, "command": command,
+            "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "environment": environment(),
+            "plots": plots, "runs": runs}
+    results = {"meta": meta, **results, "test": test}
+    atomic_write(out / "results.json", json.dumps(results, indent=1))
+    atomic_write(out / "report.md", render_markdown(results, meta))
+    done = sum(1 for j in jobs if j.state() == "done")
+    print(f"report: {out / 'report.md'} ({done}/{len(jobs)} trainings finished; raw numbers in {out / 'results.json'})")
+    failed = [r for r in records if r.get("returncode") not in (None, 0)]
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hypera-nnunet benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return run_cli(args)
+
+
+def _sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through run_jobs, which stops the trainings it started
+
+
+def run_cli(args) -> int:
+    """``run`` with HyperaError as one line (exit 2) and SIGTERM stopping the trainings this process started."""
+    old = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        return run(args)
+    except HyperaError as e:
+        print(f"hypera-nnunet: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

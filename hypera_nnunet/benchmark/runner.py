@@ -1,0 +1,219 @@
+"""Run ``nnUNetv2_train`` for every (seed, fold, trainer), resumably, and show progress.
+
+A fold is *done* when ``fold_X/validation/summary.json`` exists (nnU-Net writes it last); a fold with a
+checkpoint but no summary is continued with ``--c`` (nnU-Net then finishes training and validates); any
+other fold starts fresh. Every finished command appends one line to ``<out>/runs.jsonl``: the command,
+its exit code, wall time and the machine's load average while it ran (the machine may be shared).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from hypera_nnunet.errors import HyperaError
+
+SEED_DIR = "hypera_seeds"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One nnU-Net training: ``nnUNetv2_train <dataset> <configuration> <fold> -tr <trainer> -p <plans>``."""
+
+    dataset: str
+    configuration: str
+    fold: int
+    trainer: str
+    plans: str
+    seed: int
+    results_root: Path
+
+    @property
+    def output_folder(self) -> Path:
+        """``$nnUNet_results/<dataset>/<trainer>__<plans>__<configuration>/fold_<f>`` (nnU-Net's layout)."""
+        return (Path(self.results_root) / self.dataset / f"{self.trainer}__{self.plans}__{self.configuration}"
+                / f"fold_{self.fold}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.trainer} fold {self.fold}" + (f" seed {self.seed}" if self.seed else "")
+
+    def state(self) -> str:
+        """``done``, ``resume`` (a checkpoint exists: continue with --c) or ``new``."""
+        out = self.output_folder
+        if (out / "validation" / "summary.json").is_file():
+            return "done"
+        if any((out / f).is_file() for f in ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")):
+            return "resume"
+        return "new"
+
+    def command(self, device: str, npz: bool) -> list[str]:
+        cmd = ["nnUNetv2_train", self.dataset, self.configuration, str(self.fold), "-tr", self.trainer,
+               "-p", self.plans, "-device", device]
+        if npz:
+            cmd.append("--npz")
+        if self.state() == "resume":
+            cmd.append("--c")
+        return cmd
+
+
+def results_root_for_seed(results: Path, seed: int) -> Path:
+    """Seed 0 is nnU-Net's own ``nnUNet_results``; repetition ``s`` lives in ``nnUNet_results/hypera_seeds/seed<s>``
+    with the same layout inside (nnU-Net's trainers take no seed, so the folder keeps repetitions apart)."""
+    return Path(results) if seed == 0 else Path(results) / SEED_DIR / f"seed{seed}"
+
+
+def last_epoch(output_folder: Path) -> int | None:
+    """The last ``Epoch N`` that nnU-Net's newest training log in ``output_folder`` announced."""
+    logs = sorted(Path(output_folder).glob("training_log_*.txt"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return None
+    try:
+        with open(logs[-1], "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 20000))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = re.findall(r"Epoch (\d+)\s*$", tail, flags=re.M)
+    return int(found[-1]) if found else None
+
+
+def _reap(proc: subprocess.Popen) -> tuple[int | None, float | None]:
+    """Exit code and CPU seconds (user + system, the process and its waited-for children) of a finished
+    process; (None, None) while it runs. CPU seconds are what contention on a shared machine changes least."""
+    if proc.returncode is not None:
+        return proc.returncode, None
+    try:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    except ChildProcessError:
+        return proc.poll(), None
+    if pid == 0:
+        return None, None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
+def _loadavg() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class _Running:
+    job: Job
+    cmd: list[str]
+    proc: subprocess.Popen
+    log: TextIO
+    start: float
+    state: str
+    loads: list[float]
+    shown_epoch: int | None = None
+
+
+def _atomic_append(path: Path, line: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(line) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run_jobs(jobs: list[Job], device: str, env_for: callable, out_dir: Path, concurrency: int = 1, npz: bool = False,
+             epochs_total: int | None = None, poll_s: float = 10.0, stream: TextIO | None = None,
+             dry_run: bool = False, exe_dir: Path | None = None) -> list[dict]:
+    """Run the jobs that are not done, ``concurrency`` at a time, and return one record per job.
+
+    ``env_for(job)`` gives the subprocess environment. A failed training is recorded (exit code and the
+    tail of its log) and the others go on; the caller decides what a failure means.
+    """
+    stream = stream or sys.stdout
+    out_dir = Path(out_dir)
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    runs_path = out_dir / "runs.jsonl"
+    records: list[dict] = []
+    pending = []
+    for j in jobs:
+        st = j.state()
+        if st == "done":
+            print(f"[skip] {j.label}: {j.output_folder / 'validation' / 'summary.json'} exists", file=stream)
+            records.append({"job": j.label, "state": "done", "skipped": True})
+        else:
+            pending.append(j)
+    total = len(pending)
+    if dry_run:
+        for j in pending:
+            print(f"[dry-run] {' '.join(j.command(device, npz))}", file=stream)
+        return records
+    running: list[_Running] = []
+    finished = 0
+    exe_dir = Path(exe_dir) if exe_dir else Path(sys.executable).parent
+    try:
+        while pending or running:
+            while pending and len(running) < concurrency:
+                j = pending.pop(0)
+                cmd = j.command(device, npz)
+                state = j.state()
+                log_path = out_dir / "logs" / f"{j.trainer}__fold{j.fold}__seed{j.seed}.log"
+                log = open(log_path, "a")
+                log.write(f"\n$ {' '.join(cmd)}  # {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+                log.flush()
+                exe = exe_dir / cmd[0]
+                argv = [str(exe) if exe.is_file() else cmd[0], *cmd[1:]]
+                try:
+                    proc = subprocess.Popen(argv, env=env_for(j), stdout=log, stderr=subprocess.STDOUT)
+                except FileNotFoundError:
+                    log.close()
+                    raise HyperaError(f"`{cmd[0]}` was not found next to {sys.executable} or on PATH; is nnunetv2 "
+                                      "installed in this environment?") from None
+                running.append(_Running(j, cmd, proc, log, time.time(), state, []))
+                verb = "continue (--c)" if state == "resume" else "start"
+                print(f"[{finished}/{total}] {verb} {j.label}: {' '.join(cmd)}", file=stream, flush=True)
+            time.sleep(poll_s)
+            load = _loadavg()
+            for r in list(running):
+                if load is not None:
+                    r.loads.append(load)
+                ep = last_epoch(r.job.output_folder)
+                if ep is not None and ep != r.shown_epoch:
+                    r.shown_epoch = ep
+                    of = f"/{epochs_total}" if epochs_total else ""
+                    print(f"[{finished}/{total}] {r.job.label}: epoch {ep}{of}  ({time.time() - r.start:.0f} s)",
+                          file=stream, flush=True)
+                rc, cpu_s = _reap(r.proc)
+                if rc is None:
+                    continue
+                r.log.close()
+                running.remove(r)
+                finished += 1
+                wall = time.time() - r.start
+                rec = {"job": r.job.label, "trainer": r.job.trainer, "fold": r.job.fold, "seed": r.job.seed,
+                       "command": " ".join(r.cmd), "state_at_start": r.state, "returncode": rc,
+                       "wall_s": round(wall, 1),
+                       "start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.start)),
+                       "cpu_s": None if cpu_s is None else round(cpu_s, 1),
+                       "load_avg_mean": round(sum(r.loads) / len(r.loads), 2) if r.loads else None,
+                       "load_avg_max": max(r.loads) if r.loads else None, "done": r.job.state() == "done"}
+                _atomic_append(runs_path, rec)
+                records.append(rec)
+                status = "done" if rec["done"] else f"FAILED (exit {rc}; log {out_dir / 'logs'})"
+                print(f"[{finished}/{total}] {r.job.label}: {status} in {wall:.0f} s", file=stream, flush=True)
+    finally:  # interrupted (SIGTERM, Ctrl-C, --time-limit): stop our trainings, they continue with --c next time
+        for r in running:
+            if r.proc.poll() is None:
+                print(f"stopping {r.job.label} (pid {r.proc.pid})", file=stream, flush=True)
+                r.proc.terminate()
+        for r in running:
+            try:
+                r.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                r.proc.kill()
+            r.log.close()
+    return records
