@@ -1,0 +1,123 @@
+"""``refine apply``: refine every case of a prediction folder (inference mode: no labels, deterministic).
+
+Output: one label map per case with nnU-Net's name, format and geometry (written by nnU-Net's own writer
+with the properties read from the input label map), ``dataset.json`` and ``plans.json`` copied (as
+``nnUNetv2_predict`` leaves them), and ``refinement.json`` with the actions taken per case and class.
+Everything is staged in a hidden folder and moved in at the end, so a failure leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import time
+from pathlib import Path
+
+from hypera_nnunet.errors import HyperaError
+from hypera_nnunet.refine import io
+from hypera_nnunet.refine.coordinator import SegmentationAgentCoordinator
+
+
+def load_refiner(path: Path, info: io.DatasetInfo | None = None) -> SegmentationAgentCoordinator:
+    """Read a refiner written by ``refine fit``; check its labels against ``dataset.json`` if given."""
+    path = Path(path)
+    if not path.is_file():
+        raise HyperaError(f"refiner not found: {path} (write one with `hypera-nnunet refine fit`)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HyperaError(f"{path} is not valid JSON ({e})") from None
+    coord = SegmentationAgentCoordinator.from_dict(data, source=str(path))
+    if info is not None:
+        if set(coord.labels) != set(info.labels):
+            raise HyperaError(f"{path} was fitted for labels {sorted(coord.labels)}, but {info.dataset_json_path} "
+                              f"declares {sorted(info.labels)}")
+        extra = set(coord.policies) - set(info.foreground)
+        if extra:
+            raise HyperaError(f"{path} has policies for labels {sorted(extra)} not in {info.dataset_json_path}")
+    return coord
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(refiner: dict, info: io.DatasetInfo, input_folder: str, staging: str) -> None:
+    _WORKER["coord"] = SegmentationAgentCoordinator.from_dict(refiner)
+    _WORKER["info"] = info
+    _WORKER["rw"] = info.reader_writer()
+    _WORKER["input"] = Path(input_folder)
+    _WORKER["staging"] = Path(staging)
+
+
+def _process(case: str) -> tuple[str, dict, float]:
+    t0 = time.perf_counter()
+    w = _WORKER
+    pred = io.read_prediction(w["input"], case, w["info"], w["rw"])
+    new, log = w["coord"].refine(pred.seg, pred.probs, pred.spacing)
+    io.write_seg(w["rw"], new, w["staging"] / f"{case}{w['info'].file_ending}", pred.properties)
+    changed = int((new != pred.seg).sum())
+    entry = {"changed_voxels": changed,
+             "classes": {str(lab): {"name": w["coord"].labels.get(lab, str(lab)), "actions": acts}
+                         for lab, acts in log.items()}}
+    return case, entry, time.perf_counter() - t0
+
+
+def refine_folder(input_folder: Path, output_folder: Path, refiner: Path, *, num_processes: int = 1,
+                  dataset_json: Path | None = None, plans_json: Path | None = None,
+                  log=print) -> dict:
+    """Refine all cases of ``input_folder`` into ``output_folder``; returns the ``refinement.json`` content."""
+    input_folder, output_folder = Path(input_folder), Path(output_folder)
+    if not input_folder.is_dir():
+        raise HyperaError(f"prediction folder not found: {input_folder}")
+    if output_folder.exists() and output_folder.resolve() == input_folder.resolve():
+        raise HyperaError("the output folder must differ from the input folder (nnU-Net's predictions would be "
+                          "overwritten)")
+    if num_processes < 1:
+        raise HyperaError(f"-np must be >= 1, got {num_processes}")
+    ds_path, plans_path = io.find_dataset_files(input_folder, dataset_json, plans_json)
+    info = io.DatasetInfo.load(ds_path, plans_path)
+    coord = load_refiner(refiner, info)
+    cases = io.list_cases(input_folder, info.file_ending)
+    if not cases:
+        raise HyperaError(f"{input_folder} has no predictions (*{info.file_ending})")
+    io.check_inputs_present(input_folder, cases)
+    t0 = time.perf_counter()
+    results: dict[str, dict] = {}
+    times: dict[str, float] = {}
+    with io.StagedFolder(output_folder) as stage:
+        args = (coord.to_dict(), info, str(input_folder), str(stage.path))
+        if num_processes == 1:
+            _init_worker(*args)
+            outputs = map(_process, cases)
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(min(num_processes, len(cases)), _init_worker, args)
+            outputs = pool.imap(_process, cases)
+        try:
+            for case, entry, seconds in outputs:
+                results[case] = entry
+                times[case] = seconds
+        finally:
+            if num_processes > 1:
+                pool.terminate()
+                pool.join()
+            _WORKER.clear()
+        shutil.copyfile(info.dataset_json_path, stage.path / "dataset.json")
+        shutil.copyfile(info.plans_json_path, stage.path / "plans.json")
+        wall = time.perf_counter() - t0
+        summary = {
+            "refiner": str(Path(refiner).resolve()),
+            "input_folder": str(input_folder.resolve()),
+            "mode": "inference (no labels, deterministic)",
+            "num_processes": num_processes,
+            "policies": coord.to_dict()["policies"],
+            "seconds": {"wall": wall, "per_case_mean": sum(times.values()) / len(times),
+                        "per_case_max": max(times.values()),
+                        "note": "per case: read label map + .npz + .pkl, refine, write; one process each"},
+            "cases": {c: {**results[c], "seconds": times[c]} for c in cases},
+        }
+        (stage.path / "refinement.json").write_text(json.dumps(summary, indent=2))
+    n_changed = sum(1 for r in results.values() if r["changed_voxels"])
+    log(f"refined {len(cases)} case(s) into {output_folder} ({n_changed} changed), "
+        f"{summary['seconds']['per_case_mean']:.3f} s per case, {wall:.1f} s wall")
+    return summary

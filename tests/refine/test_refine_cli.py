@@ -1,0 +1,35 @@
+"""``register`` wires ``refine fit``/``refine apply`` into a parent parser, as hypera_nnunet.cli does."""
+
+import argparse
+
+import pytest
+
+from hypera_nnunet.refine.cli import register
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="hypera-nnunet")
+    register(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def test_register_sets_func_and_defaults():
+    args = parser().parse_args(["refine", "apply", "-i", "in", "-o", "out", "-m", "r.json"])
+    assert callable(args.func) and args.np == 1 and args.m == "r.json"
+    args = parser().parse_args(["refine", "fit", "-d", "4", "-f", "0", "1"])
+    assert callable(args.func) and args.f == [0, 1] and args.c == "3d_fullres" and args.population == 8
+    assert args.agents == ["fg_balance", "region", "boundary", "shape", "object"]
+
+
+def test_unknown_agent_and_missing_subcommand_are_rejected():
+    with pytest.raises(SystemExit):
+        parser().parse_args(["refine", "fit", "-d", "4", "--agents", "magic"])
+    with pytest.raises(SystemExit):
+        parser().parse_args(["refine"])
+
+
+def test_fit_needs_exactly_one_input_mode(capsys):
+    from hypera_nnunet.refine.cli import main
+
+    assert main(["refine", "fit"]) == 2
+    assert "either -i" in capsys.readouterr().err
