@@ -107,18 +107,10 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m hypera_nnunet.refine.cli refine ...``), same behaviour as the main CLI."""
-    parser = argparse.ArgumentParser(prog="hypera-nnunet")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return int(args.func(args) or 0)
-    except HyperaError as e:
-        print(f"hypera-nnunet: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("hypera-nnunet: interrupted", file=sys.stderr)
-        return 130
+    """Stand-alone entry (``python -m hypera_nnunet.refine.cli refine ...``): the main CLI, same behaviour."""
+    from hypera_nnunet.cli import main as hypera_main
+
+    return hypera_main(sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":
