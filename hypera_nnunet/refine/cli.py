@@ -41,7 +41,7 @@ def _cmd_fit(args) -> int:
     fit_refiner(folders, ref, output, dataset_json=args.dataset_json, plans_json=args.plans_json,
                 agents=args.agents, seed=args.seed, search=search,
                 weights=RewardWeights(nsd_tolerance_mm=args.nsd_tolerance), min_gain=args.min_gain,
-                num_processes=args.np)
+                max_removed_fraction=args.max_removed_fraction, num_processes=args.np)
     return 0
 
 
@@ -88,6 +88,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="cases the search scores candidates on (default 64); acceptance uses all")
     f.add_argument("--min-gain", type=float, default=0.0,
                    help="mean Dice a class must gain to accept its refinement (default 0: any gain, as nnU-Net)")
+    f.add_argument("--max-removed-fraction", type=float, default=0.5,
+                   help="removal guard: in each case, skip an action that would remove more than this fraction of "
+                        "a class's voxels (default 0.5; 1 disables)")
     f.add_argument("--nsd-tolerance", type=float, default=DEFAULT_NSD_TOLERANCE_MM,
                    help=f"NSD tolerance in mm for the reward and report (default {DEFAULT_NSD_TOLERANCE_MM})")
     f.add_argument("--seed", type=int, default=0, help="seed of the search's Generator (default 0)")

@@ -18,6 +18,11 @@ cross-validation predictions with the refinements already accepted for earlier c
    other class's mean Dice goes down. If the whole chain fails, its shorter prefixes are tried, longest
    first; if none passes, the class keeps the identity.
 
+**Removal guard.** In every case, an action that would remove more than ``max_removed_fraction`` (default
+one half) of the voxels a class has is skipped for that case, in fit and apply alike. It needs no labels.
+It keeps a refinement learned on other folds from deleting a class that a different model predicts
+thinner or more fragmented, for example by opening.
+
 **Apply** (inference mode, no labels) is deterministic: no randomness is used.
 
 **Bounding box.** Refinement runs in the box around the predicted foreground and every voxel where nnU-Net
@@ -39,6 +44,7 @@ import numpy as np
 from hypera_nnunet.errors import ConfigError, HyperaError
 from hypera_nnunet.refine import metrics
 from hypera_nnunet.refine.agents import AGENT_ORDER, SegmentationAgent, make_agents, params_dict
+from hypera_nnunet.refine.ops import removes_too_much
 from hypera_nnunet.refine.reward import AdaptiveWeightManager, Reference, RewardWeights, combine, reward_terms
 from hypera_nnunet.refine.search import SearchSettings, cem_search
 
@@ -160,7 +166,7 @@ class SegmentationAgentCoordinator:
 
     def __init__(self, agents: Sequence[str] = AGENT_ORDER, *, labels: dict[int, str] | None = None,
                  seed: int = 0, weights: RewardWeights | None = None, search: SearchSettings | None = None,
-                 min_gain: float = 0.0) -> None:
+                 min_gain: float = 0.0, max_removed_fraction: float = 0.5) -> None:
         self.agents: dict[str, SegmentationAgent] = {a.name: a for a in make_agents(agents)}
         self.labels = dict(labels or {})
         self.seed = int(seed)
@@ -170,6 +176,9 @@ class SegmentationAgentCoordinator:
         if not (min_gain >= 0 and math.isfinite(min_gain)):
             raise ConfigError(f"min_gain must be a finite number >= 0, got {min_gain}")
         self.min_gain = float(min_gain)
+        if not (0.0 < max_removed_fraction <= 1.0):
+            raise ConfigError(f"max_removed_fraction must be in (0, 1], got {max_removed_fraction}")
+        self.max_removed_fraction = float(max_removed_fraction)
         self.policies: dict[int, ClassPolicy] = {}
 
     # ---- combination ---------------------------------------------------------------------------------
@@ -182,10 +191,17 @@ class SegmentationAgentCoordinator:
     def uses_probabilities(self) -> bool:
         return any(self.agents[a.agent].uses_probabilities for p in self.policies.values() for a in p.actions)
 
-    def _act(self, seg: np.ndarray, probs: np.ndarray | None, label: int, action: Action, spacing) -> np.ndarray:
+    def act(self, seg: np.ndarray, probs: np.ndarray | None, label: int, action: Action,
+            spacing) -> tuple[np.ndarray, bool]:
+        """One action on one case, under the removal guard: if it would remove more than
+        ``max_removed_fraction`` of the voxels the class has in this case, it is skipped for this case
+        (returns ``seg`` itself and True). Label-free, so fit and apply behave the same."""
         agent = self.agents[action.agent]
-        return agent.act(seg, probs if agent.uses_probabilities else None, label=label, params=action.params,
-                         spacing=spacing)
+        new = agent.act(seg, probs if agent.uses_probabilities else None, label=label, params=action.params,
+                        spacing=spacing)
+        if removes_too_much(seg, new, label, self.max_removed_fraction):
+            return seg, True
+        return new, False
 
     def refine(self, seg: np.ndarray, probs: np.ndarray | None, spacing) -> tuple[np.ndarray, dict[int, list]]:
         """Apply the policies to one case. Returns the new label map (a new array) and, per label, the actions
@@ -200,10 +216,10 @@ class SegmentationAgentCoordinator:
         p = None if probs is None else probs[(slice(None), *box)]
         for lab in sorted(self.policies):
             for action in self.policies[lab].actions:
-                new = self._act(s, p, lab, action, spacing)
+                new, skipped = self.act(s, p, lab, action, spacing)
                 was, now = s == lab, new == lab
                 log[lab].append({**action.to_dict(), "added": int(np.count_nonzero(now & ~was)),
-                                 "removed": int(np.count_nonzero(was & ~now))})
+                                 "removed": int(np.count_nonzero(was & ~now)), "skipped_by_guard": skipped})
                 s = new
         out = seg.copy()
         out[box] = s
@@ -214,7 +230,7 @@ class SegmentationAgentCoordinator:
             return state
         s = state[case.work]
         for action in actions:
-            s = self._act(s, case.probs, label, action, case.spacing)
+            s, _ = self.act(s, case.probs, label, action, case.spacing)
         out = state.copy()
         out[case.work] = s
         return out
@@ -313,7 +329,7 @@ class SegmentationAgentCoordinator:
         return {
             "format": FORMAT, "version": FORMAT_VERSION,
             "agents": list(self.agents), "labels": {str(k): v for k, v in self.labels.items()},
-            "seed": self.seed, "min_gain": self.min_gain,
+            "seed": self.seed, "min_gain": self.min_gain, "max_removed_fraction": self.max_removed_fraction,
             "reward_weights": {k: getattr(self.weights, k) for k in self.weights.__dataclass_fields__},
             "search": {k: getattr(self.search, k) for k in self.search.__dataclass_fields__},
             "policies": {str(lab): {"name": self.labels.get(lab, str(lab)),
@@ -331,7 +347,8 @@ class SegmentationAgentCoordinator:
         try:
             coord = cls(d["agents"], labels={int(k): v for k, v in d["labels"].items()}, seed=d.get("seed", 0),
                         weights=RewardWeights(**d.get("reward_weights", {})),
-                        search=SearchSettings(**d.get("search", {})), min_gain=d.get("min_gain", 0.0))
+                        search=SearchSettings(**d.get("search", {})), min_gain=d.get("min_gain", 0.0),
+                        max_removed_fraction=d.get("max_removed_fraction", 0.5))
             for key, pol in d["policies"].items():
                 label = int(key)
                 actions = []

@@ -105,7 +105,8 @@ def load_fit_cases(folders: Sequence[Path], ref_folder: Path, info: io.DatasetIn
 def fit_refiner(folders: Sequence[Path], ref_folder: Path, output: Path, *, dataset_json: Path | None = None,
                 plans_json: Path | None = None, agents: Sequence[str] = AGENT_ORDER, seed: int = 0,
                 search: SearchSettings | None = None, weights: RewardWeights | None = None,
-                min_gain: float = 0.0, num_processes: int = 1, log=print) -> dict:
+                min_gain: float = 0.0, max_removed_fraction: float = 0.5, num_processes: int = 1,
+                log=print) -> dict:
     """Fit and write the refiner to ``output``; returns what was written."""
     search = search if search is not None else SearchSettings()
     weights = weights if weights is not None else RewardWeights()
@@ -120,7 +121,7 @@ def fit_refiner(folders: Sequence[Path], ref_folder: Path, output: Path, *, data
     ds_path, plans_path = io.find_dataset_files(folders[0], dataset_json, plans_json)
     info = io.DatasetInfo.load(ds_path, plans_path)
     coord = SegmentationAgentCoordinator(agents, labels=info.labels, seed=seed, weights=weights, search=search,
-                                         min_gain=min_gain)
+                                         min_gain=min_gain, max_removed_fraction=max_removed_fraction)
     t0 = time.perf_counter()
     cases = load_fit_cases(folders, ref_folder, info, coord, num_processes)
     t_load = time.perf_counter() - t0

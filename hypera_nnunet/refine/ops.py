@@ -65,6 +65,16 @@ def _apply_change(seg: np.ndarray, label: int, add: np.ndarray, remove: np.ndarr
     return out
 
 
+def removes_too_much(before: np.ndarray, after: np.ndarray, label: int, max_removed_fraction: float) -> bool:
+    """Whether going from ``before`` to ``after`` removes more than ``max_removed_fraction`` of the voxels
+    that ``label`` has in ``before`` (the coordinator's removal guard; 1.0 never triggers)."""
+    if max_removed_fraction >= 1.0:
+        return False
+    was = before == label
+    n_was = int(np.count_nonzero(was))
+    return n_was > 0 and int(np.count_nonzero(was & (after != label))) > max_removed_fraction * n_was
+
+
 # ---- probability-driven (RegionAgent, FGBalanceAgent, BoundaryAgent) --------------------------------------
 
 def threshold_class(seg: np.ndarray, probs: np.ndarray, *, label: int, threshold: float) -> np.ndarray:

@@ -67,7 +67,7 @@ def chain_on_full_volume(coord, seg, probs, spacing):
     s = seg
     for lab in sorted(coord.policies):
         for a in coord.policies[lab].actions:
-            s = coord._act(s, probs, lab, a, spacing)
+            s, _ = coord.act(s, probs, lab, a, spacing)
     return s
 
 
@@ -94,6 +94,27 @@ def test_refine_log_counts_voxels():
     coord.policies = {1: ClassPolicy(1, (Action("object", ag.ObjectParams(keep_largest=True)),))}
     out, log = coord.refine(ro(seg), None, (1, 1, 1))
     assert out[0, 0, 4] == 0 and log[1][0]["removed"] == 1 and log[1][0]["added"] == 0
+
+
+def test_removal_guard_skips_an_action_that_would_delete_most_of_a_class():
+    seg = np.zeros((1, 1, 9), dtype=np.uint8)
+    seg[0, 0, [0, 2, 4, 6, 8]] = 1  # five single voxels: opening removes them all
+    action = Action("shape", ag.ShapeParams(open_radius=1))
+    guarded = SegmentationAgentCoordinator(["shape"])
+    guarded.policies = {1: ClassPolicy(1, (action,))}
+    out, log = guarded.refine(ro(seg), None, (1, 1, 1))
+    assert (out == seg).all() and log[1][0]["skipped_by_guard"] and log[1][0]["removed"] == 0
+    unguarded = SegmentationAgentCoordinator(["shape"], max_removed_fraction=1.0)
+    unguarded.policies = guarded.policies
+    out, log = unguarded.refine(ro(seg), None, (1, 1, 1))
+    assert (out == 0).all() and not log[1][0]["skipped_by_guard"] and log[1][0]["removed"] == 5
+    # keep-largest: removing 2 of 5 voxels (40 %) is allowed, 3 of 5 (60 %) is not
+    keep = SegmentationAgentCoordinator(["object"])
+    largest = Action("object", ag.ObjectParams(keep_largest=True))
+    assert not keep.act(ro(np.array([[[1, 1, 1, 0, 1, 0, 1]]], np.uint8)), None, 1, largest, (1, 1, 1))[1]
+    assert keep.act(ro(np.array([[[1, 1, 0, 1, 0, 1, 0, 1]]], np.uint8)), None, 1, largest, (1, 1, 1))[1]
+    with pytest.raises(HyperaError):
+        SegmentationAgentCoordinator(max_removed_fraction=0.0)
 
 
 def test_probability_policies_need_probabilities():

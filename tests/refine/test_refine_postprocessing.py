@@ -22,14 +22,23 @@ def test_functions_take_nnunets_call_convention():
     assert refine_shape(ro(cube), label=1, fill_holes=True).sum() == 27
 
 
+def test_removal_guard_in_the_postprocessing_functions():
+    seg = np.zeros((1, 1, 9), dtype=np.uint8)
+    seg[0, 0, [0, 2, 4, 6, 8]] = 1
+    assert (refine_shape(ro(seg), label=1, open_radius=1) == 0).all()
+    assert (refine_shape(ro(seg), label=1, open_radius=1, max_removed_fraction=0.5) == seg).all()
+
+
 def test_export_of_segmentation_only_policies():
     coord = SegmentationAgentCoordinator(["shape", "object"])
     coord.policies = {1: ClassPolicy(1, (Action("shape", ag.ShapeParams(open_radius=1)),)),
                       2: ClassPolicy(2, (Action("object", ag.ObjectParams(min_size_voxels=5)),))}
     fns, kwargs = policies_to_postprocessing(coord)
     assert fns == [refine_shape, refine_objects]
-    assert kwargs[0] == {"label": 1, "fill_holes": False, "close_radius": 0, "open_radius": 1, "compactness": 0}
-    assert kwargs[1] == {"label": 2, "min_size_voxels": 5, "keep_largest": False, "connectivity": 1}
+    assert kwargs[0] == {"label": 1, "fill_holes": False, "close_radius": 0, "open_radius": 1, "compactness": 0,
+                         "max_removed_fraction": 0.5}
+    assert kwargs[1] == {"label": 2, "min_size_voxels": 5, "keep_largest": False, "connectivity": 1,
+                         "max_removed_fraction": 0.5}
 
 
 def test_probability_actions_cannot_be_exported():
