@@ -15,7 +15,7 @@ checked against nnU-Net's own ``fold_k/validation/summary.json``.
 
     python benchmarks/refine_hippocampus.py \
         --model $nnUNet_results/Dataset004_Hippocampus/<trainer>__<plans>__3d_fullres \
-        --work /tmp/refine_bench --json docs/refinement.json
+        --work /tmp/refine_bench --json docs/refinement.json --name my_run
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ def main(argv=None) -> int:
                     help="reference folder (default: $nnUNet_preprocessed/<dataset>/gt_segmentations)")
     ap.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--work", type=Path, required=True, help="scratch folder for the per-fold outputs")
-    ap.add_argument("--json", type=Path, required=True, help="raw results (JSON)")
+    ap.add_argument("--json", type=Path, required=True,
+                    help="raw results (JSON): the run is stored under runs.<--name>, other runs are kept")
+    ap.add_argument("--name", required=True, help="name of this run in the JSON file")
     ap.add_argument("--population", type=int, default=8)
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--max-search-cases", type=int, default=64)
@@ -244,8 +246,11 @@ def main(argv=None) -> int:
                                                "max": float(np.max(v))} for m, v in secs.items()}}
     out["machine"]["load_average_end"] = os.getloadavg()
     args.json.parent.mkdir(parents=True, exist_ok=True)
+    doc = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    doc.setdefault("description", "Evidence for hypera-nnunet refine: written by benchmarks/refine_hippocampus.py")
+    doc.setdefault("runs", {})[args.name] = out
     tmp = args.json.with_name(args.json.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
+    tmp.write_text(json.dumps(doc, indent=1))
     os.replace(tmp, args.json)
     print(markdown_table(out))
     return 0

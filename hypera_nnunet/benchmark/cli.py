@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", "--dataset", required=True,
                    help="nnU-Net dataset id or name (e.g. 4 or Dataset004_Hippocampus)")
     p.add_argument("-c", "--configuration", default="3d_fullres", help="nnU-Net configuration (default 3d_fullres)")
-    p.add_argument("--protocol", default="cpu", choices=sorted(PROTOCOLS),
-                   help="fixed plans + budget + concurrency (docs/benchmark_protocol.md); default cpu")
+    p.add_argument("--protocol", default="cpu-v2", choices=sorted(PROTOCOLS),
+                   help="fixed plans + budget + concurrency (docs/benchmark_protocol.md); default cpu-v2")
     p.add_argument("-tr", "--trainers", nargs="+", default=["nnUNetTrainer", "HyperaTrainer"],
                    help="base trainer names; the first is the baseline (default: nnUNetTrainer HyperaTrainer)")
     p.add_argument("-f", "--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="folds (default 0 1 2 3 4)")

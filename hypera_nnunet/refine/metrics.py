@@ -1,6 +1,6 @@
 """Dice, HD95 and normalised surface Dice (NSD) per class, in millimetres on the voxel spacing.
 
-Definitions (the same as nnU-Net's Dice and as :mod:`hypera_nnunet.benchmark.surface`):
+Definitions (the same as nnU-Net's Dice; the benchmark report uses these functions too):
 
 * **Dice** = 2|P∩R| / (|P| + |R|), NaN when both masks are empty (nnU-Net's convention; means use nanmean).
 * **surface voxels** of a mask: the mask minus its erosion by the 6-neighbourhood. Outside the image counts as
