@@ -82,6 +82,10 @@ def test_decisions_within_bounds_and_applied_to_nnunet(trained):
         assert ckpt["logging"]["hypera_lr"][e] == pytest.approx(x["multipliers"]["lr"])
     assert "hypera" in ckpt and set(ckpt["hypera"]["agents"]) == set(SIX)
     assert (fold / "hypera" / "policies.pt").is_file() and (fold / "progress.png").is_file()
+    from PIL import Image
+
+    with Image.open(fold / "progress.png") as main, Image.open(fold / "progress_hypera.png") as panel:
+        assert main.height > panel.height and main.height - panel.height >= 1000  # nnU-Net's panels + ours
     assert (fold / "validation" / "summary.json").is_file()
 
 
