@@ -34,6 +34,7 @@ class FoldResult:
     mean_dice: dict[str, float]
     curves: dict[str, list[float]] = field(default_factory=dict)
     epoch_s: tuple[float, ...] = ()
+    cycle_s: tuple[float, ...] = ()
     decisions: tuple[dict, ...] = ()
 
     @property
@@ -86,8 +87,12 @@ def read_summary(path: Path) -> tuple[tuple[CaseResult, ...], dict[str, float]]:
     return tuple(cases), mean
 
 
-def read_logging(fold_folder: Path) -> tuple[dict[str, list[float]], tuple[float, ...]]:
-    """Learning curves and per-epoch wall times from nnU-Net's newest checkpoint in ``fold_folder``."""
+def read_logging(fold_folder: Path) -> tuple[dict[str, list[float]], tuple[float, ...], tuple[float, ...]]:
+    """Learning curves, per-epoch wall times and epoch cycle times from nnU-Net's newest checkpoint.
+
+    An epoch's wall time is nnU-Net's own (end minus start timestamp: training and validation iterations).
+    Its cycle time is the start of the next epoch minus its start: it adds what runs between epochs
+    (checkpoints, ``progress.png``, a trainer's epoch-start work), which the epoch time leaves out."""
     import torch
 
     for name in CHECKPOINTS:
@@ -101,8 +106,9 @@ def read_logging(fold_folder: Path) -> tuple[dict[str, list[float]], tuple[float
             n = len(lg.get("epoch_end_timestamps", []))
             curves = {k: [float(v) for v in lg.get(k, [])[:n]] for k in CURVE_KEYS}
             starts, ends = lg.get("epoch_start_timestamps", []), lg.get("epoch_end_timestamps", [])
-            return curves, tuple(float(e - s) for s, e in zip(starts, ends))
-    return {}, ()
+            return (curves, tuple(float(e - s) for s, e in zip(starts, ends)),
+                    tuple(float(b - a) for a, b in zip(starts[:n], starts[1:n])))
+    return {}, (), ()
 
 
 def read_decisions(fold_folder: Path) -> tuple[dict, ...]:
@@ -125,9 +131,9 @@ def read_decisions(fold_folder: Path) -> tuple[dict, ...]:
 def read_fold(fold_folder: Path, trainer: str, fold: int, seed: int = 0, with_logging: bool = True) -> FoldResult:
     fold_folder = Path(fold_folder)
     cases, mean = read_summary(fold_folder / "validation" / "summary.json")
-    curves, epoch_s = read_logging(fold_folder) if with_logging else ({}, ())
+    curves, epoch_s, cycle_s = read_logging(fold_folder) if with_logging else ({}, (), ())
     return FoldResult(trainer=trainer, fold=fold, seed=seed, folder=fold_folder, cases=cases, mean_dice=mean,
-                      curves=curves, epoch_s=epoch_s, decisions=read_decisions(fold_folder))
+                      curves=curves, epoch_s=epoch_s, cycle_s=cycle_s, decisions=read_decisions(fold_folder))
 
 
 def overhead(fold: FoldResult) -> dict | None:

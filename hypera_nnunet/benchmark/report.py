@@ -121,6 +121,7 @@ def build_results(jobs: list[Job], baseline: str, label_names: dict[str, str], o
             return float(np.mean(vals)) if vals else math.nan
 
         epoch_s = [s for f in fs for s in f.epoch_s]
+        cycle_s = [s for f in fs for s in f.cycle_s]
         ov = {f"seed{f.seed}_fold{f.fold}": overhead(f) for f in fs}
         ov = {k: v for k, v in ov.items() if v is not None}
         ov_total = None
@@ -139,6 +140,8 @@ def build_results(jobs: list[Job], baseline: str, label_names: dict[str, str], o
             "hd95_undefined_cases": {lab: sum(1 for r in rows if not _finite(r["hd95"].get(lab))) for lab in labels},
             "epoch_s": {"median": float(np.median(epoch_s)) if epoch_s else None,
                         "mean": float(np.mean(epoch_s)) if epoch_s else None, "n": len(epoch_s)},
+            "cycle_s": {"median": float(np.median(cycle_s)) if cycle_s else None,
+                        "mean": float(np.mean(cycle_s)) if cycle_s else None, "n": len(cycle_s)},
             "overhead": {"per_fold": ov, "all": ov_total},
             "learning": {f"seed{f.seed}_fold{f.fold}": _learning(f) for f in fs if f.curves},
         }
@@ -296,14 +299,17 @@ def render_markdown(results: dict, meta: dict) -> str:
             L.append("\nPer-fold difference of the fold's mean foreground Dice: "
                      + ", ".join(f"{k}: {v:+.4f}" for k, v in pr["per_fold_fg_dice_diff"].items()) + ".")
     L.append("\n## Time per epoch and the agents' overhead\n")
-    L.append("Epoch wall time from nnU-Net's checkpoint timestamps (training + validation iterations). Agents' "
+    L.append("Epoch wall time from nnU-Net's checkpoint timestamps (training + validation iterations); the cycle "
+             "time is from one epoch's start to the next's, so it adds checkpoints, plots and epoch-start work. "
+             "Agents' "
              "overhead: the sum of `overhead_s.total` in `hypera/decisions.jsonl` (time inside the agents' hooks) "
              "divided by the epoch wall time of the same epochs.\n")
-    L += ["| trainer | epochs | median epoch s | mean epoch s | agents' overhead s | share of epoch time | "
-          "max share in one epoch |", "|---|---|---|---|---|---|---|"]
+    L += ["| trainer | epochs | median epoch s | mean epoch s | mean cycle s | agents' overhead s | "
+          "share of epoch time | max share in one epoch |", "|---|---|---|---|---|---|---|---|"]
     for t, pt in results["per_trainer"].items():
         e, ov = pt["epoch_s"], pt["overhead"]["all"]
-        L.append(f"| `{t}` | {e['n']} | {_f(e['median'], 1)} | {_f(e['mean'], 1)} | "
+        cy = pt.get("cycle_s", {}).get("mean")
+        L.append(f"| `{t}` | {e['n']} | {_f(e['median'], 2)} | {_f(e['mean'], 2)} | {_f(cy, 2)} | "
                  + (f"{ov['overhead_s']:.2f} | {100 * ov['share']:.3f}% | {100 * ov['max_epoch_share']:.3f}% |"
                     if ov else "– | – | – |"))
     if any(pt.get("learning") for pt in results["per_trainer"].values()):

@@ -219,7 +219,7 @@ def test_cli_errors_name_the_problem(fake_nnunet, capsys, monkeypatch):
     assert bench_cli.main(["-d", "999", "-tr", "nnUNetTrainer_5epochs", "--out", str(out), "--dry-run"]) == 2
     assert "already names a budget" in capsys.readouterr().err
     assert bench_cli.main(["-d", "999", "-tr", "NoSuchTrainer", "--out", str(out), "--dry-run"]) == 2
-    assert "unknown trainer 'NoSuchTrainer_20epochs_25iters'" in capsys.readouterr().err
+    assert "unknown trainer 'NoSuchTrainer_50epochs_25iters'" in capsys.readouterr().err
     assert bench_cli.main(["-d", "999", "--epochs", "7", "--out", str(out), "--dry-run"]) == 2
     assert "--epochs 7" in capsys.readouterr().err
     monkeypatch.delenv("nnUNet_results")
@@ -233,13 +233,16 @@ def test_dry_run_lists_fold_major_commands(fake_nnunet, capsys):
     assert rc == 0
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[dry-run]")]
     assert [ln.split()[4] for ln in lines] == ["2", "2", "3", "3"]
-    assert "HyperaTrainer_Shadow_20epochs_25iters" in lines[1] and lines[0].endswith("--npz")
+    assert "HyperaTrainer_Shadow_50epochs_25iters" in lines[1] and lines[0].endswith("--npz")
 
 
 def test_protocols_are_fixed():
     cpu = get_protocol("cpu")
     assert (cpu.plans, cpu.epochs, cpu.iters, cpu.concurrency) == ("hyperaCPUPlans", 20, 25, 1)
     assert cpu.trainer_name("nnUNetTrainer") == "nnUNetTrainer_20epochs_25iters"
+    v2 = get_protocol("cpu-v2")  # the default: same plans, 1250 steps
+    assert (v2.plans, v2.epochs, v2.iters, v2.concurrency) == ("hyperaCPUPlans", 50, 25, 1)
+    assert v2.trainer_name("HyperaTrainer") == "HyperaTrainer_50epochs_25iters"
     assert get_protocol("gpu").plans == "nnUNetPlans"
     assert get_protocol("gpu-full").trainer_name("HyperaTrainer") == "HyperaTrainer"
     with pytest.raises(HyperaError, match="unknown protocol"):
@@ -250,7 +253,8 @@ def test_protocols_are_fixed():
 @pytest.mark.nnunet  # runs nnU-Net's nnUNetv2_evaluate_folder (about 10 s on an idle machine)
 def test_refinement_variant_is_scored_and_paired(fake_nnunet, capsys):
     out = fake_nnunet / "bench"
-    rc = bench_cli.main(["-d", "999", "-f", "0", "-tr", "nnUNetTrainer", "--out", str(out), "--bootstrap", "200",
+    rc = bench_cli.main(["-d", "999", "--protocol", "cpu", "-f", "0", "-tr", "nnUNetTrainer", "--out", str(out),
+                         "--bootstrap", "200",
                          "--no-surface", "--refine", "copy=cp {input}/*.nii.gz {output}/"])
     assert rc == 0, capsys.readouterr().err
     res = json.loads((out / "results.json").read_text())
@@ -275,4 +279,4 @@ def test_register_adds_the_benchmark_subcommand(fake_nnunet, capsys):
     args = parser.parse_args(["benchmark", "-d", "999", "-f", "3", "--out", str(fake_nnunet / "b"), "--dry-run"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "[dry-run] nnUNetv2_train Dataset999_Fake 3d_fullres 3 -tr nnUNetTrainer_20epochs_25iters" in out
+    assert "[dry-run] nnUNetv2_train Dataset999_Fake 3d_fullres 3 -tr nnUNetTrainer_50epochs_25iters" in out
