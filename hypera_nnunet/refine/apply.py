@@ -24,10 +24,7 @@ def load_refiner(path: Path, info: io.DatasetInfo | None = None) -> Segmentation
     path = Path(path)
     if not path.is_file():
         raise HyperaError(f"refiner not found: {path} (write one with `hypera-nnunet refine fit`)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise HyperaError(f"{path} is not valid JSON ({e})") from None
+    data = io.read_json(path, "refiner")
     coord = SegmentationAgentCoordinator.from_dict(data, source=str(path))
     if info is not None:
         if set(coord.labels) != set(info.labels):

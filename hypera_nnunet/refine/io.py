@@ -54,8 +54,8 @@ class DatasetInfo:
 
     @classmethod
     def load(cls, dataset_json: Path, plans_json: Path) -> DatasetInfo:
-        ds = _read_json(Path(dataset_json), "dataset.json")
-        plans = _read_json(Path(plans_json), "plans.json")
+        ds = read_json(Path(dataset_json), "dataset.json")
+        plans = read_json(Path(plans_json), "plans.json")
         if "labels" not in ds or "file_ending" not in ds:
             raise HyperaError(f"{dataset_json} has no 'labels' or no 'file_ending': not an nnU-Net dataset.json")
         labels: dict[int, str] = {}
@@ -75,7 +75,8 @@ class DatasetInfo:
         return cls(Path(dataset_json), Path(plans_json), ds, plans, labels, str(ds["file_ending"]))
 
 
-def _read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from ``path``; a clear error naming the file if it is missing, unreadable or not an object."""
     if not path.is_file():
         raise HyperaError(f"{what} not found: {path}")
     try:
@@ -228,20 +229,8 @@ def write_seg(rw, seg: np.ndarray, path: Path, properties: dict) -> None:
     rw.write_seg(seg.astype(dtype), str(path), properties)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, then rename it: no partial file is ever seen."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -252,6 +241,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class StagedFolder:

@@ -1,27 +1,19 @@
 """`hypera-nnunet benchmark` end to end with the real nnU-Net CLI on real Hippocampus data.
 
-10 MSD cases are converted into pytest's temporary folder (nothing is copied into the repository) and
-planned; the benchmark then writes its reduced plans, trains nnUNetTrainer and HyperaTrainer on folds 0
-and 1 at 1 epoch x 5 iterations, collects nnU-Net's validation summaries and writes the report. A second
-call must skip every finished training.
+On the session's 12-case MSD subset (``hippo`` in tests/conftest.py), into a results folder of its own: the
+benchmark trains nnUNetTrainer and HyperaTrainer on folds 0 and 1 at 1 epoch x 5 iterations, collects nnU-Net's
+validation summaries and writes the report. A second call must skip every finished training.
 """
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-HIPPOCAMPUS = Path(os.environ.get("HYPERA_HIPPOCAMPUS", "/work/shared/data/Task04_Hippocampus"))
-DATASET_ID = 952
 TRAINERS = ("nnUNetTrainer_1epochs_5iters", "HyperaTrainer_1epochs_5iters")
 
-pytestmark = [
-    pytest.mark.nnunet,
-    pytest.mark.skipif(not (HIPPOCAMPUS / "dataset.json").is_file(), reason=f"no Hippocampus data at {HIPPOCAMPUS}"),
-]
+pytestmark = pytest.mark.nnunet
 
 
 def bench(args, env):
@@ -30,26 +22,18 @@ def bench(args, env):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from hypera_nnunet.data import convert_msd_subset, run_nnunet
-    from hypera_nnunet.env import nnunet_env
-
+def run(hippo, tmp_path_factory):
+    base_env, name, data_root = hippo
     root = tmp_path_factory.mktemp("bench_nnunet")
-    folders = {v: root / v for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    for f in folders.values():
-        f.mkdir()
-    base = {k: str(v) for k, v in folders.items()}
-    base.update(nnUNet_def_n_proc="1", nnUNet_compile="0", OMP_NUM_THREADS="2")
-    env = nnunet_env({**base, "nnUNet_n_proc_DA": "1"})
-    convert_msd_subset(HIPPOCAMPUS, 10, DATASET_ID, env=env, include_test=False)
-    run_nnunet(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", "1", "-npfp", "1"],
-               env=env, log=root / "nnunet.log")
+    env = {**base_env, "nnUNet_results": str(root / "results")}
     out = root / "bench"
-    args = ["-d", str(DATASET_ID), "-c", "3d_fullres", "--protocol", "cpu-v2", "--epochs", "1", "--iters", "5",
+    args = ["-d", name, "-c", "3d_fullres", "--protocol", "cpu-v2", "--epochs", "1", "--iters", "5",
             "-tr", "nnUNetTrainer", "HyperaTrainer", "-f", "0", "1", "--bootstrap", "200", "--out", str(out)]
     first = bench(args, env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    return {"env": env, "out": out, "args": args, "first": first, "results": folders["nnUNet_results"]}
+    splits = json.loads((data_root / "pre" / name / "splits_final.json").read_text())
+    return {"env": env, "out": out, "args": args, "first": first, "results": root / "results" / name,
+            "n_val": len(splits[0]["val"]) + len(splits[1]["val"])}
 
 
 def test_benchmark_trains_collects_and_reports_real_nnunet_folds(run):
@@ -67,15 +51,15 @@ def test_benchmark_trains_collects_and_reports_real_nnunet_folds(run):
         assert sorted(pt["folds_finished"]) == ["seed0_fold0", "seed0_fold1"]
         # per-class Dice from nnU-Net's own summary.json of each fold
         for k in (0, 1):
-            folder = next(run["results"].glob(f"Dataset{DATASET_ID}_*/{t}__hyperaCPUPlans__3d_fullres"))
+            folder = run["results"] / f"{t}__hyperaCPUPlans__3d_fullres"
             summary = json.loads((folder / f"fold_{k}" / "validation" / "summary.json").read_text())
             for lab in ("1", "2"):
                 mine = pt["per_fold_dice"][f"seed0_fold{k}"][lab]
                 assert mine == pytest.approx(summary["mean"][lab]["Dice"], nan_ok=True)
         assert set(pt["dice"]) == {"1", "2"} and pt["dice"]["1"]["n"] == 2
-    # paired against the baseline, per validation case of both folds (2 + 2 cases)
+    # paired against the baseline, per validation case of both folds (nnU-Net's split of the 12 cases)
     pr = res["paired"][hyp]
-    assert pr["n_cases"] == 4 and sorted(pr["matched_runs"]) == ["seed0_fold0", "seed0_fold1"]
+    assert pr["n_cases"] == run["n_val"] and sorted(pr["matched_runs"]) == ["seed0_fold0", "seed0_fold1"]
     assert set(pr["dice"]) == {"1", "2"} and "hd95" in pr and "nsd" in pr
     # the agents' hooks were timed in HyperaTrainer's decision log
     assert res["per_trainer"][hyp]["overhead"]["all"]["overhead_s"] > 0

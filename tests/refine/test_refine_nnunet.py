@@ -1,64 +1,49 @@
 """End to end on real Hippocampus data: nnU-Net (tiny budget, --npz) -> refine fit -> nnUNetv2_predict
 --save_probabilities -> refine apply -> nnUNetv2_evaluate_folder.
 
-10 MSD cases are converted at test time into pytest's temporary folder (nothing is copied into the
-repository), planned, trained for one epoch of five iterations on the CPU (fold 0), predicted, refined.
+Uses the session's 12-case MSD subset (``hippo`` in tests/conftest.py: converted into pytest's temporary folder,
+nothing copied into the repository), trained for one epoch of five iterations on the CPU (fold 0), predicted,
+refined, into a results folder of its own.
 """
 
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-HIPPOCAMPUS = Path(os.environ.get("HYPERA_HIPPOCAMPUS", "/work/shared/data/Task04_Hippocampus"))
-DATASET_ID = 951
 TRAINER = "nnUNetTrainer_1epochs_5iters"
 
-pytestmark = [
-    pytest.mark.nnunet,
-    pytest.mark.skipif(not (HIPPOCAMPUS / "dataset.json").is_file(), reason=f"no Hippocampus data at {HIPPOCAMPUS}"),
-]
+pytestmark = pytest.mark.nnunet
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from hypera_nnunet.data import convert_msd_subset, run_nnunet
-    from hypera_nnunet.env import nnunet_env
-    from hypera_nnunet.nnunet.plans import write_reduced_plans
+def run(hippo, tmp_path_factory):
+    from hypera_nnunet.data import run_nnunet
 
+    base_env, name, data_root = hippo
     root = tmp_path_factory.mktemp("refine_nnunet")
-    folders = {v: root / v for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    for f in folders.values():
-        f.mkdir()
-    base = {k: str(v) for k, v in folders.items()}
-    base.update(nnUNet_def_n_proc="1", nnUNet_compile="0", OMP_NUM_THREADS="2")
-    env = nnunet_env({**base, "nnUNet_n_proc_DA": "1"})
+    env = {**base_env, "nnUNet_results": str(root / "results")}
+    dataset_id = name[len("Dataset"):len("Dataset") + 3]
     log = root / "nnunet.log"
-    name = convert_msd_subset(HIPPOCAMPUS, 10, DATASET_ID, env=env, include_test=False)
-    run_nnunet(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", "1", "-npfp", "1"],
-               env=env, log=log)
-    write_reduced_plans(folders["nnUNet_preprocessed"] / name)
-    env = nnunet_env({**base, "nnUNet_n_proc_DA": "0"})
-    run_nnunet(["nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", TRAINER, "-p", "hyperaCPUPlans",
+    run_nnunet(["nnUNetv2_train", dataset_id, "3d_fullres", "0", "-tr", TRAINER, "-p", "hyperaCPUPlans",
                 "-device", "cpu", "--npz"], env=env, log=log)
-    model = folders["nnUNet_results"] / name / f"{TRAINER}__hyperaCPUPlans__3d_fullres"
+    model = root / "results" / name / f"{TRAINER}__hyperaCPUPlans__3d_fullres"
     # a prediction folder of nnUNetv2_predict --save_probabilities, on two of the training images
     images = root / "images"
     images.mkdir()
-    raw = folders["nnUNet_raw"] / name
+    raw = data_root / "raw" / name
     cases = sorted(p.name[: -len(".nii.gz")] for p in (raw / "labelsTr").glob("*.nii.gz"))[:2]
     for c in cases:
         os.symlink(raw / "imagesTr" / f"{c}_0000.nii.gz", images / f"{c}_0000.nii.gz")
     predicted = root / "predicted"
-    run_nnunet(["nnUNetv2_predict", "-i", str(images), "-o", str(predicted), "-d", str(DATASET_ID), "-c", "3d_fullres",
+    run_nnunet(["nnUNetv2_predict", "-i", str(images), "-o", str(predicted), "-d", dataset_id, "-c", "3d_fullres",
                 "-f", "0", "-tr", TRAINER, "-p", "hyperaCPUPlans", "-chk", "checkpoint_final.pth", "-device", "cpu",
                 "-npp", "0", "-nps", "0", "--save_probabilities"], env=env, log=log)
     return {"root": root, "env": env, "model": model, "raw": raw, "predicted": predicted, "cases": cases,
-            "gt": folders["nnUNet_preprocessed"] / name / "gt_segmentations"}
+            "dataset_id": dataset_id, "gt": data_root / "pre" / name / "gt_segmentations"}
 
 
 def hypera(args, env):
@@ -75,7 +60,7 @@ def test_fit_then_apply_on_real_predictions_and_nnunet_evaluates_them(run):
 
     val = run["model"] / "fold_0" / "validation"
     assert sorted(val.glob("*.npz")), "nnUNetv2_train --npz wrote no probabilities"
-    out = hypera(["fit", "-d", str(DATASET_ID), "-tr", TRAINER, "-p", "hyperaCPUPlans", "-f", "0",
+    out = hypera(["fit", "-d", run["dataset_id"], "-tr", TRAINER, "-p", "hyperaCPUPlans", "-f", "0",
                   "--population", "4", "--iterations", "1"], run["env"])
     refiner = run["model"] / "hypera_refiner.json"
     assert "wrote" in out and refiner.is_file()
