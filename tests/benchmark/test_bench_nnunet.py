@@ -44,7 +44,8 @@ def test_benchmark_trains_collects_and_reports_real_nnunet_folds(run):
     # progress was shown while it ran
     assert "[0/4] start nnUNetTrainer_1epochs_5iters fold 0" in run["first"].stdout
     res = json.loads((out / "results.json").read_text())
-    assert res["protocol"]["epochs"] == 1 and res["protocol"]["iters"] == 5 and res["plans"] == "hyperaCPUPlans"
+    meta = res["meta"]
+    assert meta["protocol"]["epochs"] == 1 and meta["protocol"]["iters"] == 5 and meta["plans"] == "hyperaCPUPlans"
     base, hyp = TRAINERS
     for t in TRAINERS:
         pt = res["per_trainer"][t]
