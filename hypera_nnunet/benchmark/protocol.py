@@ -91,7 +91,7 @@ PROTOCOLS: dict[str, Protocol] = {
         reduced_plans=ReducedPlans(),
         description="2-core CPU, unshared: hyperaCPUPlans (nnU-Net's patch size, batch 2, features/4), 50 epochs x "
                     "25 iterations (1250 training steps, +5 validation iterations per epoch), one training at a "
-                    "time (two at once are 10x slower: nnU-Net sets torch to all cores on CPU)."),
+                    "time (two at once are 5x slower per step: nnU-Net sets torch to all cores on CPU)."),
     "gpu": Protocol(
         name="gpu", plans="nnUNetPlans", epochs=20, iters=50, device="cuda", concurrency=10,
         env=(("nnUNet_n_proc_DA", "1"), ("nnUNet_def_n_proc", "1")),
