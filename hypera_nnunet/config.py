@@ -94,13 +94,20 @@ class ExplorationConfig:
 
 @dataclass(frozen=True)
 class LearningConfig:
-    """How the agents' SAC learners are trained from the one-transition-per-epoch stream."""
+    """How the agents' SAC learners are trained from the one-transition-per-epoch stream.
+
+    ``gradient_steps`` SAC updates follow each epoch's transition (a replay ratio of 4). The first
+    benchmark runs used 8: the updates were almost all of the agents' time, 1.7% of a 25-iteration CPU
+    epoch against a 1% budget (``docs/benchmarks.md``), and high replay ratios on a few hundred
+    transitions overfit the critics without resets (Nikishin et al., 2022, "The Primacy Bias in Deep
+    RL", arXiv:2205.07802).
+    """
 
     hidden: tuple[int, ...] = (64, 64)
     gamma: float = 0.9
     lr: float = 1e-3
     batch_size: int = 32
-    gradient_steps: int = 8
+    gradient_steps: int = 4
     learning_starts: int = 4
     buffer_size: int = 10_000
     prioritized: bool = True

@@ -251,7 +251,9 @@ class Coordinator:
 
     def _on_epoch_start(self, signals: Signals) -> None:
         self.timings = defaultdict(float)
+        t0 = time.perf_counter()
         self.record = {"epoch": signals.epoch, "fingerprint_start": fingerprint(self.state_dict(copy_tensors=False))}
+        self._timed("coordinator", t0)
         if self.disabled:
             self._apply_all({})
             return
@@ -271,11 +273,15 @@ class Coordinator:
             with single_thread():
                 self._decide(Hook.ITERATION, signals, agents)
 
-    def on_epoch_end(self, signals: Signals) -> bool:
+    def on_epoch_end(self, signals: Signals, extra_s: dict[str, float] | None = None) -> bool:
         """After validation. Rewards, learning, rollback, after-validation agents, the decision line.
 
+        ``extra_s``: seconds the trainer spent on HYPERA's behalf outside the coordinator since the last
+        decision line (gradient norms, state signals, plots); they go into ``overhead_s`` and its total.
         Returns True when the trainer's state was rolled back to the last good epoch.
         """
+        for k, v in (extra_s or {}).items():
+            self.timings[k] += float(v)
         with single_thread():
             return self._on_epoch_end(signals)
 

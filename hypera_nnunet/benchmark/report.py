@@ -128,8 +128,14 @@ def build_results(jobs: list[Job], baseline: str, label_names: dict[str, str], o
         if ov:
             spent = sum(v["overhead_s"] for v in ov.values())
             ep = sum(v["epoch_s"] for v in ov.values())
+            n_ep = sum(v["epochs"] for v in ov.values())
+            parts: dict[str, float] = {}
+            for v in ov.values():
+                for k, x in v["by_part_s"].items():
+                    parts[k] = parts.get(k, 0.0) + x
             ov_total = {"overhead_s": spent, "epoch_s": ep, "share": spent / ep,
-                        "max_epoch_share": max(v["max_epoch_share"] for v in ov.values())}
+                        "max_epoch_share": max(v["max_epoch_share"] for v in ov.values()),
+                        "ms_per_epoch_by_part": {k: 1000 * x / n_ep for k, x in sorted(parts.items())}}
         per_trainer[t] = {
             "folds_finished": [f"seed{f.seed}_fold{f.fold}" for f in fs],
             "per_fold_dice": {f"seed{f.seed}_fold{f.fold}": f.mean_dice for f in fs},
@@ -166,6 +172,11 @@ def build_results(jobs: list[Job], baseline: str, label_names: dict[str, str], o
         res["per_fold_fg_dice_diff"] = {
             f"seed{s}_fold{f}": _fg(cand_folds[(s, f)].mean_dice) - _fg(base_folds[(s, f)].mean_dice)
             for (s, f) in matched if (s, f) in base_folds}
+        # the unit of replication is the training run (seed x fold); cases within one run share one model
+        runs = [(s, f) for (s, f) in matched if (s, f) in base_folds]
+        res["run_level_fg_dice"] = paired_test([_fg(base_folds[k].mean_dice) for k in runs],
+                                               [_fg(cand_folds[k].mean_dice) for k in runs],
+                                               n_boot=n_boot, seed=boot_seed).to_dict()
         paired[t if ref == baseline else f"{t} vs {ref}"] = res
 
     return _clean({
@@ -281,10 +292,19 @@ def render_markdown(results: dict, meta: dict) -> str:
     bs = results["bootstrap"]
     for pr in results["paired"].values():
         L.append(f"\n## Paired: {pr['direction']}\n")
-        L.append(f"Matched runs: {', '.join(pr['matched_runs']) or 'none'}; {pr['n_cases']} validation cases. "
-                 f"Differences per case; Wilcoxon signed-rank (two-sided); {bs['n']}-sample bootstrap 95% CI of the "
-                 f"mean difference (seed {bs['seed']}). Positive Dice/NSD = candidate better; negative HD95 = "
-                 "candidate better.\n")
+        L.append(f"Matched runs: {', '.join(pr['matched_runs']) or 'none'}; {pr['n_cases']} validation cases.\n")
+        rl = pr.get("run_level_fg_dice")
+        if rl and rl.get("n"):
+            L.append(f"**Run level** (one value per training run = seed x fold, the unit of replication): mean "
+                     f"foreground Dice difference {_f(rl['mean_diff'])} over {rl['n']} runs, 95% bootstrap CI "
+                     f"[{_f(rl['ci_low'])}, {_f(rl['ci_high'])}], Wilcoxon p {_p(rl['wilcoxon_p'])}, better / worse "
+                     f"in {rl['wins']} / {rl['losses']} runs (with {rl['n']} runs the smallest possible two-sided "
+                     f"Wilcoxon p is {2 / 2 ** rl['n']:.3g}).\n")
+        L.append("Case level, within runs: differences per case; Wilcoxon signed-rank (two-sided); "
+                 f"{bs['n']}-sample bootstrap 95% CI of the mean difference (seed {bs['seed']}). Cases of one run "
+                 "share one trained model, so these p-values ignore run-to-run variance and overstate the evidence "
+                 "(two runs of the same procedure can differ at p < 1e-9). Positive Dice/NSD = candidate better; "
+                 "negative HD95 = candidate better.\n")
         L += ["| metric | n | mean diff | 95% CI | median diff | Wilcoxon p | better / worse / tied cases |",
               "|---|---|---|---|---|---|---|"]
         rows = [(f"Dice {lab[k]}", pr["dice"][k], 4) for k in lab] + [("Dice fg mean", pr["fg_dice"], 4)]
@@ -302,8 +322,11 @@ def render_markdown(results: dict, meta: dict) -> str:
     L.append("Epoch wall time from nnU-Net's checkpoint timestamps (training + validation iterations); the cycle "
              "time is from one epoch's start to the next's, so it adds checkpoints, plots and epoch-start work. "
              "Agents' "
-             "overhead: the sum of `overhead_s.total` in `hypera/decisions.jsonl` (time inside the agents' hooks) "
-             "divided by the epoch wall time of the same epochs.\n")
+             "overhead: the sum of `overhead_s.total` in `hypera/decisions.jsonl` divided by the epoch wall time "
+             "of the same epochs. It times everything HYPERA adds: the agents (acting and SAC updates), the "
+             "coordinator (rewards, rollback snapshot, state fingerprints, decision line) and, from runs after "
+             "2026-11-24, the trainer's side (`trainer_*`: gradient norms, state signals, multiplier log, panel "
+             "plot).\n")
     L += ["| trainer | epochs | median epoch s | mean epoch s | mean cycle s | agents' overhead s | "
           "share of epoch time | max share in one epoch |", "|---|---|---|---|---|---|---|---|"]
     for t, pt in results["per_trainer"].items():
@@ -312,6 +335,14 @@ def render_markdown(results: dict, meta: dict) -> str:
         L.append(f"| `{t}` | {e['n']} | {_f(e['median'], 2)} | {_f(e['mean'], 2)} | {_f(cy, 2)} | "
                  + (f"{ov['overhead_s']:.2f} | {100 * ov['share']:.3f}% | {100 * ov['max_epoch_share']:.3f}% |"
                     if ov else "– | – | – |"))
+    by_part = {t: pt["overhead"]["all"].get("ms_per_epoch_by_part") for t, pt in results["per_trainer"].items()
+               if pt["overhead"]["all"]}
+    if any(by_part.values()):
+        L.append("\nOverhead by part, ms per epoch (mean over the trainer's epochs; `dataloader_rebuild` is also "
+                 "inside `coordinator`):\n")
+        for t, parts in by_part.items():
+            if parts:
+                L.append(f"- `{t}`: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
     if any(pt.get("learning") for pt in results["per_trainer"].values()):
         L.append("\n## Learning per fold\n")
         L += ["| trainer | fold | first epoch with pseudo Dice > 0.1 | final pseudo Dice | final train loss | "

@@ -66,12 +66,13 @@ class SAC:
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.log_alpha = torch.tensor([float(np.log(config.init_alpha))], requires_grad=True)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr)
+        self.actor_opt = _adam(self.actor.parameters(), config.actor_lr)
+        self.critic_opt = _adam(self.critic.parameters(), config.critic_lr)
+        self.alpha_opt = _adam([self.log_alpha], config.alpha_lr)
         self.target_entropy = float(-act_dim if config.target_entropy is None else config.target_entropy)
         self.generator = torch.Generator().manual_seed(seed)
         self.n_updates = 0
+        self._actor_params = list(self.actor.parameters())
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
 
@@ -110,15 +111,14 @@ class SAC:
         critic_loss.backward()
         self.critic_opt.step()
 
-        # The actor is scored by the critics; their parameters must not collect this gradient.
-        self.critic.requires_grad_(False)
+        # The actor is scored by the critics. Differentiating with respect to the actor's parameters
+        # only leaves the critics' gradients alone and skips computing them (a third of the backward).
         pi_a, logp = self.actor(batch.observations, self.generator)
         q1_pi, q2_pi = self.critic(batch.observations, pi_a)
         actor_loss = (alpha * logp - torch.min(q1_pi, q2_pi)).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        for p, g in zip(self._actor_params, torch.autograd.grad(actor_loss, self._actor_params)):
+            p.grad = g
         self.actor_opt.step()
-        self.critic.requires_grad_(True)
 
         alpha_loss = torch.zeros(())
         if self.config.autotune_alpha:
@@ -166,6 +166,19 @@ class SAC:
         self.target_entropy = float(state["target_entropy"])
         self.generator.set_state(state["generator"])
         self.n_updates = int(state["n_updates"])
+
+
+def _adam(params, lr: float) -> torch.optim.Optimizer:
+    """Adam with torch's fused CPU kernel where this torch has it (2.4+), else the for-loop version.
+
+    Same algorithm, one kernel per step instead of ~10 small ops per parameter tensor: an update of
+    these tiny networks is dominated by per-op overhead, and the optimizer steps were 37% of it
+    (torch profiler, 64x64 networks, batch 32, one thread)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -202,11 +202,16 @@ def test_report_only_on_finished_and_missing_folds(fake_nnunet, capsys):
     # the fake HYPERA predictions equal the reference, the baseline's are shifted by 1 voxel
     assert hyp["hd95"]["1"]["mean"] == 0.0 and base["hd95"]["1"]["mean"] == pytest.approx(1.0)
     assert pr["nsd"]["1"]["mean_diff"] >= 0
+    rl = pr["run_level_fg_dice"]  # one value per run: fold mean of (Dice1 + Dice2) / 2 moves by (0.02 - 0.01) / 2
+    assert rl["n"] == 2 and rl["mean_diff"] == pytest.approx(0.005) and rl["wins"] == 2
     assert hyp["overhead"]["all"]["share"] == pytest.approx(0.002)
+    assert hyp["overhead"]["all"]["ms_per_epoch_by_part"] == pytest.approx({"learning_rate": 10.0, "coordinator": 10.0})
     assert base["overhead"]["all"] is None
     assert res["trajectories"][HYP]["seed0_fold0"]["lr"][1] == 9.0
     md = (out / "report.md").read_text()
-    assert "Not finished" in md and "Wilcoxon" in md and "| `HyperaTrainer_20epochs_25iters` | 2 |" in md
+    assert "Not finished" in md and "Wilcoxon" in md and "**Run level**" in md and "learning_rate 10.0" in md
+    assert md.index("**Run level**") < md.index("Case level, within runs")
+    assert "| `HyperaTrainer_20epochs_25iters` | 2 |" in md
     for png in ("learning_curves.png", f"trajectories_{HYP}.png"):
         assert (out / png).stat().st_size > 1000
     assert not list(out.rglob("*.tmp"))

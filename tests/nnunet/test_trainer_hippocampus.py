@@ -73,7 +73,11 @@ def test_decisions_within_bounds_and_applied_to_nnunet(trained):
             assert abs(math.log(m) - prev[knob]) <= step + 1e-6, (knob, m)
             prev[knob] = math.log(m)
         assert x["applied"] is True and set(x["rewards"]) == set(SIX)
-        assert x["overhead_s"]["total"] >= 0
+        # everything HYPERA adds is timed: agents, coordinator, and the trainer's gradient norms and signals
+        ov = x["overhead_s"]
+        assert ov["trainer_grad_norm"] > 0 and ov["trainer_signals"] > 0 and ov["coordinator"] > 0
+        parts = sum(v for k, v in ov.items() if k not in ("total", "dataloader_rebuild"))
+        assert ov["total"] == pytest.approx(parts, abs=1e-5) and set(SIX) <= set(ov)
     # the LR nnU-Net used is its poly schedule times the agent's multiplier
     ckpt = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     for e, x in enumerate(lines):
