@@ -88,6 +88,26 @@ def test_save_load_round_trip_gives_identical_actions():
     assert run(a, 4, start=6) == run(b, 4, start=6)
 
 
+def test_fingerprint_start_is_the_state_at_epoch_start():
+    """fingerprint_start reuses the last fingerprint_end; it must equal a fresh hash of the state, and a
+    loaded state must be hashed again (the resume check in the nnU-Net test rests on this)."""
+    from hypera_nnunet.coordinator import fingerprint
+
+    cfg = HyperaConfig(agents=SIX, seed=4)
+    c = Coordinator(cfg, FakeKnobs(), num_epochs=20)
+    for e in range(6):  # through learning_starts, so the SAC states move
+        before = fingerprint(c.state_dict(copy_tensors=False))
+        c.on_epoch_start(make_signals(e))
+        assert c.record["fingerprint_start"] == before
+        c.on_epoch_end(make_signals(e, dice=0.5 + 0.01 * e))
+        assert c.record["fingerprint_end"] == fingerprint(c.state_dict(copy_tensors=False)) != before
+    other = Coordinator(cfg, FakeKnobs(), num_epochs=20)
+    run(other, 3)
+    c.load_state_dict(other.state_dict())
+    c.on_epoch_start(make_signals(3))
+    assert c.record["fingerprint_start"] == fingerprint(other.state_dict(copy_tensors=False))
+
+
 def test_actions_stay_in_bounds_and_rate_limits_under_adversarial_states():
     cfg = config_from_dict({"agents": {"learning_rate": {"max_factor": 2.0, "max_step": 0.1}, "loss": {}},
                             "safeguards": {"trust": False, "rollback": False}})

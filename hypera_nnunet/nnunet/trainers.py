@@ -51,26 +51,30 @@ class HyperaLocalLogger(LocalLogger):
     nnU-Net's ``progress.png``; at the end of training the trainer appends that panel below
     ``progress.png`` (:meth:`stack_panel`). Drawing the panel costs 0.11 s on 2 CPU cores, 2.4% of an
     epoch of the CPU benchmark protocol if done every epoch; re-encoding the 3000 x 5400-pixel
-    ``progress.png`` every epoch cost 0.5-2 s. ``panel_s`` accumulates the drawing time (the trainer
-    reports it with the agents' overhead)."""
+    ``progress.png`` every epoch cost 0.5-2 s. The multipliers are in ``hypera/decisions.jsonl`` at every
+    epoch. ``panel_s`` accumulates the drawing time (the trainer reports it with the agents' overhead)."""
 
-    PANEL_EVERY = 10
+    PANEL_EVERY = 50
 
     def __init__(self, verbose: bool = False):
         super().__init__(verbose)
         self.panel_s = 0.0
+        self._panel_epochs = -1  # how many epochs the last panel showed
 
     def plot_progress_png(self, output_folder):
         super().plot_progress_png(output_folder)
-        epochs = len(self.my_fantastic_logging.get("epoch_end_timestamps", []))
-        if epochs % self.PANEL_EVERY == 0:
+        if self._epochs() % self.PANEL_EVERY == 0:
             self.plot_panel(output_folder)
 
+    def _epochs(self) -> int:
+        return len(self.my_fantastic_logging.get("epoch_end_timestamps", []))
+
     def plot_panel(self, output_folder) -> None:
-        """Draw ``progress_hypera.png`` now."""
+        """Draw ``progress_hypera.png`` now, unless it already shows every finished epoch."""
         keys = sorted(k for k in self.my_fantastic_logging if k.startswith(LOG_PREFIX))
-        if not keys:
+        if not keys or self._panel_epochs == self._epochs():
             return
+        self._panel_epochs = self._epochs()
         t0 = perf_counter()
         import matplotlib.pyplot as plt
 
