@@ -1,0 +1,101 @@
+"""Time of the agents' work per epoch outside nnU-Net: one SAC update, and one coordinator epoch.
+
+No nnU-Net, no data: the six HyperaTrainer agents under one coordinator, driven by synthetic signals
+(``tests/hypera_fakes.py``), one thread as in training (``coordinator.single_thread``):
+
+    python benchmarks/agent_step_time.py --out docs/bench/agent_step_time.json
+
+* ``sac_update_ms``: one ``SAC.update`` (batch 32, 64x64 networks, 22 observations, 2 actions), with the
+  optimizer the package uses (fused Adam where torch has it) and with torch's for-loop Adam, which the
+  first benchmark runs used (they also computed the critics' unused gradients in the actor step, which
+  this does not reproduce, so ``for_loop_adam`` is a lower bound of the old cost);
+* ``coordinator_epoch_ms``: ``on_epoch_start`` + ``on_epoch_end`` of a 50-epoch run, after learning has
+  started, by part (``overhead_s``), for ``learning.gradient_steps`` 8 (the first benchmark runs) and 4
+  (the default now).
+
+Trainer-side costs (gradient norms on every optimizer step, the state signals, the multiplier panel)
+need a real network and are measured in the benchmark runs themselves (``trainer_*`` in ``overhead_s``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hypera_nnunet.config import HyperaConfig, LearningConfig
+from hypera_nnunet.coordinator import Coordinator
+from hypera_nnunet.rl.buffers import ReplayBuffer
+from hypera_nnunet.rl.sac import SAC, SACConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from hypera_fakes import FakeKnobs, make_signals  # noqa: E402
+
+SIX = ("learning_rate", "loss", "batch_size", "augmentation", "regularization", "optimization")
+OBS, ACT, BATCH = 22, 2, 32
+WARMUP, REPEATS = 20, 400
+EPOCHS, SKIP = 50, 10  # coordinator run length, and the first epochs left out (learning starts at 4)
+
+
+def sac_update_ms(fused: bool, seed: int = 0) -> float:
+    sac = SAC(OBS, ACT, [-0.5] * ACT, [0.5] * ACT, SACConfig(), seed=seed)
+    if not fused:  # the for-loop Adam of the first runs
+        sac.actor_opt = torch.optim.Adam(sac.actor.parameters(), lr=3e-4)
+        sac.critic_opt = torch.optim.Adam(sac.critic.parameters(), lr=3e-4)
+        sac.alpha_opt = torch.optim.Adam([sac.log_alpha], lr=3e-4)
+    buf = ReplayBuffer(200, OBS, ACT, seed=seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        buf.add(rng.normal(size=OBS), rng.uniform(-0.5, 0.5, ACT), rng.normal(), rng.normal(size=OBS), False)
+    for _ in range(WARMUP):
+        sac.update(buf.sample(BATCH))
+    t0 = time.perf_counter()
+    for _ in range(REPEATS):
+        sac.update(buf.sample(BATCH))
+    return 1000 * (time.perf_counter() - t0) / REPEATS
+
+
+def coordinator_epoch_ms(gradient_steps: int, seed: int = 0) -> dict:
+    cfg = HyperaConfig(agents={a: {} for a in SIX}, seed=seed,
+                       learning=LearningConfig(gradient_steps=gradient_steps))
+    c = Coordinator(cfg, FakeKnobs(), num_epochs=EPOCHS)
+    c.on_train_start(0)
+    parts: dict[str, list[float]] = {}
+    for e in range(EPOCHS):
+        s = make_signals(e, EPOCHS, dice=0.5 + 0.005 * e)
+        c.on_epoch_start(s)
+        c.on_epoch_end(s)
+        if e >= SKIP:
+            for k, v in c.record["overhead_s"].items():
+                parts.setdefault(k, []).append(1000 * v)
+    return {k: round(statistics.mean(v), 3) for k, v in parts.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    res = {
+        "command": "python benchmarks/agent_step_time.py --out " + str(args.out),
+        "machine": {"cpu_count": __import__("os").cpu_count(), "torch": torch.__version__,
+                    "python": platform.python_version()},
+        "sac_update_ms": {"fused_adam": round(sac_update_ms(True), 4), "for_loop_adam": round(sac_update_ms(False), 4)},
+        "coordinator_epoch_ms": {f"gradient_steps_{g}": coordinator_epoch_ms(g) for g in (8, 4)},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=2) + "\n")
+    tmp.replace(args.out)
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
