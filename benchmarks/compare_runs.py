@@ -1,0 +1,89 @@
+"""Run-level comparison of configurations whose runs sit in different benchmark ``results.json`` files.
+
+The benchmark harness pairs trainers by name, so two configurations of one trainer (for example
+HyperaTrainer with 4 and with 8 SAC gradient steps) cannot share one report. This reads each run's
+per-fold Dice from the given files, pairs runs by (seed, fold) and applies the harness's own paired
+test (:func:`hypera_nnunet.benchmark.stats.paired_test`: bootstrap CI, two-sided Wilcoxon):
+
+    python benchmarks/compare_runs.py --out docs/bench/cpu_v2_gradient_steps.json \\
+      --config nnUNetTrainer=docs/bench/cpu_v2_2seeds_results.json:nnUNetTrainer_50epochs_25iters \\
+      --config gs8=docs/bench/cpu_v2_results.json:HyperaTrainer_50epochs_25iters \\
+      --config gs8=docs/bench/cpu_v2_gs8_seed1_results.json:HyperaTrainer_50epochs_25iters@seed1 \\
+      --config gs4=docs/bench/cpu_v2_2seeds_results.json:HyperaTrainer_50epochs_25iters
+
+``label=file:trainer[@seedS]``: the runs of ``trainer`` in ``file``; ``@seedS`` relabels them as seed S (for
+runs whose seed was set in ``HYPERA_CONFIG`` and therefore appear as seed 0 in their own report). The same
+label may be given several times to gather runs from several files. Every label is compared with the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from hypera_nnunet.benchmark.stats import paired_test
+
+CONVERGED = 0.8  # fold-mean foreground Dice counted as "converged" in docs/benchmarks.md
+
+
+def fg_mean(dice: dict[str, float]) -> float:
+    v = [float(x) for x in dice.values() if x is not None and math.isfinite(float(x))]
+    return sum(v) / len(v) if v else math.nan
+
+
+def read_runs(spec: str) -> tuple[str, dict[str, float]]:
+    label, _, rest = spec.partition("=")
+    path, _, trainer = rest.rpartition(":")
+    trainer, _, seed = trainer.partition("@seed")
+    if not label or not path or not trainer:
+        raise SystemExit(f"compare_runs: bad --config {spec!r}; expected label=file:trainer[@seedS]")
+    try:
+        per_fold = json.loads(Path(path).read_text())["per_trainer"][trainer]["per_fold_dice"]
+    except (OSError, json.JSONDecodeError, KeyError) as e:
+        raise SystemExit(f"compare_runs: cannot read trainer {trainer!r} from {path}: {e!r}") from None
+    runs = {}
+    for run, dice in per_fold.items():  # "seed0_fold3"
+        if seed:
+            run = f"seed{int(seed)}_" + run.split("_", 1)[1]
+        runs[run] = fg_mean(dice)
+    return label, runs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", action="append", required=True, help="label=file:trainer[@seedS]")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    configs: dict[str, dict[str, float]] = {}
+    for spec in args.config:
+        label, runs = read_runs(spec)
+        clash = set(runs) & set(configs.get(label, {}))
+        if clash:
+            raise SystemExit(f"compare_runs: label {label!r} has run(s) {sorted(clash)} twice")
+        configs.setdefault(label, {}).update(runs)
+    labels = list(configs)
+    res = {"command": "python benchmarks/compare_runs.py " + " ".join(f"--config {c}" for c in args.config)
+               + f" --out {args.out}",
+           "converged_threshold": CONVERGED,
+           "runs": {k: dict(sorted(v.items())) for k, v in configs.items()},
+           "converged": {k: sum(x >= CONVERGED for x in v.values()) for k, v in configs.items()},
+           "paired": {}}
+    for i, ref in enumerate(labels):
+        for cand in labels[i + 1:]:
+            keys = sorted(set(configs[ref]) & set(configs[cand]))
+            t = paired_test([configs[ref][k] for k in keys], [configs[cand][k] for k in keys])
+            res["paired"][f"{cand} minus {ref}"] = {"runs": keys, **t.to_dict()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=2) + "\n")
+    tmp.replace(args.out)
+    for name, t in res["paired"].items():
+        print(f"{name}: n={t['n']} mean {t['mean_diff']:+.4f} CI [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}] "
+              f"p={t['wilcoxon_p']:.4f} better/worse {t['wins']}/{t['losses']}")
+    print("converged:", res["converged"])
+
+
+if __name__ == "__main__":
+    main()
