@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
+from hypera_nnunet.benchmark.report import fg_mean
 from hypera_nnunet.benchmark.stats import paired_test
+from hypera_nnunet.errors import HyperaError
+from hypera_nnunet.refine.io import read_json
 
 CONVERGED = 0.8  # fold-mean foreground Dice counted as "converged" in docs/benchmarks.md
-
-
-def fg_mean(dice: dict[str, float]) -> float:
-    v = [float(x) for x in dice.values() if x is not None and math.isfinite(float(x))]
-    return sum(v) / len(v) if v else math.nan
 
 
 def read_runs(spec: str) -> tuple[str, dict[str, float]]:
@@ -40,9 +37,11 @@ def read_runs(spec: str) -> tuple[str, dict[str, float]]:
     if not label or not path or not trainer:
         raise SystemExit(f"compare_runs: bad --config {spec!r}; expected label=file:trainer[@seedS]")
     try:
-        per_fold = json.loads(Path(path).read_text())["per_trainer"][trainer]["per_fold_dice"]
-    except (OSError, json.JSONDecodeError, KeyError) as e:
-        raise SystemExit(f"compare_runs: cannot read trainer {trainer!r} from {path}: {e!r}") from None
+        per_fold = read_json(Path(path), "benchmark results")["per_trainer"][trainer]["per_fold_dice"]
+    except HyperaError as e:
+        raise SystemExit(f"compare_runs: {e}") from None
+    except KeyError:
+        raise SystemExit(f"compare_runs: {path} has no per_fold_dice for trainer {trainer!r}") from None
     runs = {}
     for run, dice in per_fold.items():  # "seed0_fold3"
         if seed:

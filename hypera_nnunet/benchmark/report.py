@@ -59,8 +59,9 @@ def surface_for_fold(fold: FoldResult, cache_dir: Path, tolerance_mm: float = NS
     return json.loads(cache.read_text())
 
 
-def _fg(d: dict[str, float]) -> float:
-    v = [x for x in d.values() if math.isfinite(x)]
+def fg_mean(d: dict[str, float | None]) -> float:
+    """Mean over the foreground labels' values, ignoring undefined ones (NaN, or None as results.json stores it)."""
+    v = [x for x in d.values() if x is not None and math.isfinite(x)]
     return float(np.mean(v)) if v else math.nan
 
 
@@ -110,7 +111,7 @@ def build_results(jobs: list[Job], baseline: str, label_names: dict[str, str], o
         for f in fs:
             s = surf.get((t, f.seed, f.fold), {})
             for c in f.cases:
-                rows.append({"seed": f.seed, "fold": f.fold, "case": c.case, "dice": c.dice, "fg_dice": _fg(c.dice),
+                rows.append({"seed": f.seed, "fold": f.fold, "case": c.case, "dice": c.dice, "fg_dice": fg_mean(c.dice),
                              "hd95": {lab: s.get(c.case, {}).get(lab, {}).get("HD95", math.nan) for lab in c.dice},
                              "nsd": {lab: s.get(c.case, {}).get(lab, {}).get("NSD", math.nan) for lab in c.dice}})
         per_case[t] = rows
@@ -140,7 +141,7 @@ def build_results(jobs: list[Job], baseline: str, label_names: dict[str, str], o
             "folds_finished": [f"seed{f.seed}_fold{f.fold}" for f in fs],
             "per_fold_dice": {f"seed{f.seed}_fold{f.fold}": f.mean_dice for f in fs},
             "dice": {lab: vars(mean_sd([f.mean_dice.get(lab, math.nan) for f in fs])) for lab in labels},
-            "fg_dice": vars(mean_sd([_fg(f.mean_dice) for f in fs])),
+            "fg_dice": vars(mean_sd([fg_mean(f.mean_dice) for f in fs])),
             "hd95": {lab: vars(mean_sd([fold_metric(f, "hd95", lab) for f in fs])) for lab in labels},
             "nsd": {lab: vars(mean_sd([fold_metric(f, "nsd", lab) for f in fs])) for lab in labels},
             "hd95_undefined_cases": {lab: sum(1 for r in rows if not _finite(r["hd95"].get(lab))) for lab in labels},
@@ -170,12 +171,12 @@ def build_results(jobs: list[Job], baseline: str, label_names: dict[str, str], o
                                      n_boot=n_boot, seed=boot_seed).to_dict()
         cand_folds = {(f.seed, f.fold): f for f in folds.get(t, [])}
         res["per_fold_fg_dice_diff"] = {
-            f"seed{s}_fold{f}": _fg(cand_folds[(s, f)].mean_dice) - _fg(base_folds[(s, f)].mean_dice)
+            f"seed{s}_fold{f}": fg_mean(cand_folds[(s, f)].mean_dice) - fg_mean(base_folds[(s, f)].mean_dice)
             for (s, f) in matched if (s, f) in base_folds}
         # the unit of replication is the training run (seed x fold); cases within one run share one model
         runs = [(s, f) for (s, f) in matched if (s, f) in base_folds]
-        res["run_level_fg_dice"] = paired_test([_fg(base_folds[k].mean_dice) for k in runs],
-                                               [_fg(cand_folds[k].mean_dice) for k in runs],
+        res["run_level_fg_dice"] = paired_test([fg_mean(base_folds[k].mean_dice) for k in runs],
+                                               [fg_mean(cand_folds[k].mean_dice) for k in runs],
                                                n_boot=n_boot, seed=boot_seed).to_dict()
         paired[t if ref == baseline else f"{t} vs {ref}"] = res
 
