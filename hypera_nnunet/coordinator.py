@@ -179,7 +179,8 @@ class Coordinator:
         self.timings: dict[str, float] = defaultdict(float)
         self.record: dict = {}
         # the last decision line's fingerprint_end: nothing changes the state between an epoch's end and the
-        # next epoch's start, so the next fingerprint_start reuses it (3 ms of hashing per epoch saved)
+        # next epoch's start, so the next fingerprint_start reuses it (one 3-ms hash per epoch saved,
+        # benchmarks/agent_step_time.py)
         self._end_fingerprint: str | None = None
 
     # ---- helpers -------------------------------------------------------------------------------

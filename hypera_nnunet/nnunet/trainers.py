@@ -49,7 +49,7 @@ class HyperaLocalLogger(LocalLogger):
 
     Every ``PANEL_EVERY`` epochs, at a pause and at the end they go to ``progress_hypera.png`` next to
     nnU-Net's ``progress.png``; at the end of training the trainer appends that panel below
-    ``progress.png`` (:meth:`stack_panel`). Drawing the panel costs 0.11 s on 2 CPU cores, 2.4% of an
+    ``progress.png`` (:meth:`stack_panel`). Drawing the panel costs 0.17 s on 2 CPU cores, 3.6% of an
     epoch of the CPU benchmark protocol if done every epoch; re-encoding the 3000 x 5400-pixel
     ``progress.png`` every epoch cost 0.5-2 s. The multipliers are in ``hypera/decisions.jsonl`` at every
     epoch. ``panel_s`` accumulates the drawing time (the trainer reports it with the agents' overhead)."""
