@@ -9,6 +9,9 @@ No nnU-Net, no data: the six HyperaTrainer agents under one coordinator, driven 
   optimizer the package uses (fused Adam where torch has it) and with torch's for-loop Adam, which the
   first benchmark runs used (they also computed the critics' unused gradients in the actor step, which
   this does not reproduce, so ``for_loop_adam`` is a lower bound of the old cost);
+* ``six_agents_update_ms``: one SAC update of each of HYPERA's six agents' learners (three with one
+  action, three with two, prioritized replay, batch 32), one after another (``alone``) and as one
+  batched step (``together``, ``rl.batched.update_together``, which the coordinator uses);
 * ``optimizer_share_for_loop_adam``: the share of an update's CPU time inside ``Optimizer.step`` with
   the for-loop Adam (torch profiler, 100 updates);
 * ``coordinator_epoch_ms``: ``on_epoch_start`` + ``on_epoch_end`` of a 50-epoch run, after learning has
@@ -69,6 +72,34 @@ def sac_update_ms(fused: bool, seed: int = 0) -> float:
     t0 = time.perf_counter()
     for _ in range(REPEATS):
         sac.update(buf.sample(BATCH))
+    return 1000 * (time.perf_counter() - t0) / REPEATS
+
+
+def six_agents_update_ms(together: bool, seed: int = 0) -> float:
+    from hypera_nnunet.rl.batched import update_together
+    from hypera_nnunet.rl.buffers import PrioritizedReplayBuffer
+
+    pairs = []
+    for i, act in enumerate((1, 1, 1, 2, 2, 2)):  # lr, loss, batch size; augmentation, regularization, optimizer
+        sac = SAC(OBS, act, [-0.5] * act, [0.5] * act, SACConfig(), seed=seed + i)
+        buf = PrioritizedReplayBuffer(200, OBS, act, seed=seed + i)
+        rng = np.random.default_rng(seed + i)
+        for _ in range(50):
+            buf.add(rng.normal(size=OBS), rng.uniform(-0.5, 0.5, act), rng.normal(), rng.normal(size=OBS), False)
+        pairs.append((sac, buf))
+
+    def step() -> None:
+        batches = [buf.sample(BATCH) for _, buf in pairs]
+        sacs = [sac for sac, _ in pairs]
+        outs = update_together(sacs, batches) if together else [s.update(b) for s, b in zip(sacs, batches)]
+        for (_, buf), b, o in zip(pairs, batches, outs):
+            buf.update_priorities(b.indices, o["td_errors"])
+
+    for _ in range(WARMUP):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(REPEATS):
+        step()
     return 1000 * (time.perf_counter() - t0) / REPEATS
 
 
@@ -145,6 +176,8 @@ def main() -> None:
         "machine": {"cpu_count": __import__("os").cpu_count(), "torch": torch.__version__,
                     "python": platform.python_version()},
         "sac_update_ms": {"fused_adam": round(sac_update_ms(True), 4), "for_loop_adam": round(sac_update_ms(False), 4)},
+        "six_agents_update_ms": {"alone": round(six_agents_update_ms(False), 4),
+                                 "together": round(six_agents_update_ms(True), 4)},
         "optimizer_share_for_loop_adam": round(optimizer_share(False), 4),
         "optimizer_share_fused_adam": round(optimizer_share(True), 4),
         "panel_s": panel_s(),

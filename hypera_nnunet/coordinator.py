@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hypera_nnunet.agents import AGENTS, Hook, HyperparameterAgent, Proposal
+from hypera_nnunet.agents import AGENTS, Hook, HyperparameterAgent, Proposal, learn_together
 from hypera_nnunet.config import HyperaConfig
 from hypera_nnunet.rl import RunningZScore
 from hypera_nnunet.safeguards import RollbackGuard, TrustTracker
@@ -321,7 +321,6 @@ class Coordinator:
         self.last_grad_norms = list(signals.grad_norms)
         rewards = self._rewards(signals, rolled_back)
         next_obs = signals.features(self.log_m, self.knob_order)
-        stats = {}
         for a in self.agents:
             ta = time.perf_counter()
             if a.pending:
@@ -329,11 +328,13 @@ class Coordinator:
                 a.rewards.append(rewards[a.name])
                 if not rolled_back:
                     a.set_trust(self.trust[a.name].update(rewards[a.name]))
-            if self.learning_enabled:
-                out = a.learn()
-                if out:
-                    stats[a.name] = {k: round(v, 5) for k, v in out.items()}
             self._timed(a.name, ta)
+        stats = {}
+        if self.learning_enabled:
+            ta = time.perf_counter()
+            stats = {name: {k: round(v, 5) for k, v in out.items()}
+                     for name, out in learn_together(self.agents).items()}
+            self._timed("learn", ta)
         if not self.disabled:
             self._decide(Hook.AFTER_VALIDATION, signals)
         self.record.update(

@@ -13,7 +13,7 @@ from hypera_nnunet.agents import (
     OptimizationAgent,
     RegularizationAgent,
 )
-from hypera_nnunet.agents.base import Hook
+from hypera_nnunet.agents.base import Hook, learn_together
 from hypera_nnunet.config import AgentSettings, LearningConfig
 from hypera_nnunet.signals import N_BASE_FEATURES
 
@@ -86,6 +86,39 @@ def test_transitions_complete_and_learning_starts_after_threshold():
     assert len(agent.buffer) == 3
     out = agent.learn()
     assert agent.sac.n_updates == 2 and "critic_loss" in out
+
+
+def _six_agents(learning: LearningConfig) -> list:
+    return [cls(cls.Settings(), OBS, learning=learning, seed=17 * i) for i, cls in enumerate(AGENTS.values())]
+
+
+def _feed(agents, epoch: int) -> None:
+    obs = np.sin(np.arange(OBS) + epoch).astype(np.float32)
+    for a in agents:
+        a.remember(obs, a.act(obs, deterministic=False))
+        a.complete(float(np.cos(epoch + len(a.knobs))), obs)
+
+
+def test_learning_together_matches_learning_alone():
+    """The coordinator's batched learning gives each agent the updates it would make alone, including
+    an agent whose buffer has not reached learning_starts (no update) and prioritized replay."""
+    learning = LearningConfig(learning_starts=3, gradient_steps=3, batch_size=8)
+    alone, together = _six_agents(learning), _six_agents(learning)
+    obs = np.linspace(-1, 1, OBS).astype(np.float32)
+    for epoch in range(6):
+        _feed(alone if epoch >= 3 else alone[1:], epoch)  # the first agent starts three epochs late
+        _feed(together if epoch >= 3 else together[1:], epoch)
+        outs_alone = {a.name: out for a in alone if (out := a.learn())}
+        outs_together = learn_together(together)
+        assert set(outs_alone) == set(outs_together)
+        for name, out in outs_alone.items():
+            assert out["critic_loss"] == pytest.approx(outs_together[name]["critic_loss"], rel=1e-4, abs=1e-5)
+    assert together[0].sac.n_updates == 1 * 3 and together[1].sac.n_updates == 4 * 3
+    for a, b in zip(alone, together):
+        assert a.sac.n_updates == b.sac.n_updates
+        np.testing.assert_allclose(a.act(obs, deterministic=True), b.act(obs, deterministic=True), atol=1e-5)
+    with pytest.raises(ValueError, match="names repeat"):
+        learn_together([together[0], together[0]])
 
 
 def test_agent_state_dict_round_trip():
