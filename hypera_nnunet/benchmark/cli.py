@@ -6,6 +6,11 @@
 
 Trainers are given by base name; the protocol appends its budget (``nnUNetTrainer`` becomes
 ``nnUNetTrainer_20epochs_25iters`` under ``cpu``). The first trainer is the baseline of the paired tests.
+A HYPERA trainer can also be given as ``TRAINER:CONFIG``, a HYPERA config file (``HYPERA_CONFIG``): it is
+reported as ``TRAINER[<file stem>]`` and its results live in ``nnUNet_results/hypera_variants/<file stem>``,
+so several configurations of one trainer share one report:
+
+    hypera-nnunet benchmark -d 4 -tr nnUNetTrainer HyperaTrainer HyperaTrainer:gs4.json --out bench/
 Jobs run fold by fold (fold 0 of every trainer, then fold 1, ...), so a run cut short still has paired folds.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import signal
 import sys
@@ -21,7 +27,7 @@ import time
 from pathlib import Path
 
 from hypera_nnunet.benchmark.protocol import PROTOCOLS, get_protocol
-from hypera_nnunet.benchmark.runner import Job, results_root_for_seed, run_jobs
+from hypera_nnunet.benchmark.runner import Job, display_name, results_root_for_seed, run_jobs
 from hypera_nnunet.errors import HyperaError
 
 
@@ -32,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="cpu-v2", choices=sorted(PROTOCOLS),
                    help="fixed plans + budget + concurrency (docs/benchmark_protocol.md); default cpu-v2")
     p.add_argument("-tr", "--trainers", nargs="+", default=["nnUNetTrainer", "HyperaTrainer"],
-                   help="base trainer names; the first is the baseline (default: nnUNetTrainer HyperaTrainer)")
+                   help="base trainer names, or TRAINER:CONFIG for a HYPERA trainer run with a HYPERA config file; the "
+                        "first is the baseline (default: nnUNetTrainer HyperaTrainer)")
     p.add_argument("-f", "--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="folds (default 0 1 2 3 4)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0],
                    help="repetitions; seed 0 uses nnUNet_results itself, seed s uses "
@@ -106,19 +113,53 @@ def _ensure_plans(pre_dir: Path, plans: str, configuration: str, protocol) -> No
                       f"(plans identifier '{plans}') first.")
 
 
-def _seed_config_file(trainer: str, seed: int, out_dir: Path) -> Path | None:
-    """A HYPERA_CONFIG file = the trainer variant's own configuration with ``seed`` (None for non-HYPERA trainers)."""
+def _is_hypera(trainer: str) -> bool:
     from hypera_nnunet.nnunet import trainers as tr
 
-    cls = getattr(tr, trainer, None)
-    if cls is None or not hasattr(cls, "hypera_config_for_run"):
+    return hasattr(getattr(tr, trainer, None), "hypera_config_for_run")
+
+
+def _seed_config_file(trainer: str, seed: int, out_dir: Path, config: Path | None = None,
+                      variant: str = "") -> Path | None:
+    """The HYPERA_CONFIG file of one (trainer, seed): ``config`` (else the trainer variant's own configuration)
+    with ``seed``; ``config`` itself for seed 0. None for trainers without agents and for their own seed 0."""
+    from hypera_nnunet.config import load_config
+    from hypera_nnunet.nnunet import trainers as tr
+
+    if not _is_hypera(trainer) or (seed == 0 and config is None):
         return None
-    cfg = cls.hypera_config_for_run(cls.__new__(cls)).replace(seed=seed)
-    path = Path(out_dir) / "configs" / f"{trainer}_seed{seed}.json"
+    if seed == 0:
+        return config
+    if config is not None:
+        cfg = load_config(config)
+    else:
+        cls = getattr(tr, trainer)
+        cfg = cls.hypera_config_for_run(cls.__new__(cls))
+    path = Path(out_dir) / "configs" / f"{display_name(trainer, variant)}_seed{seed}.json"
     from hypera_nnunet.benchmark.report import atomic_write
 
-    atomic_write(path, json.dumps(cfg.to_dict(), indent=2))
+    atomic_write(path, json.dumps(cfg.replace(seed=seed).to_dict(), indent=2))
     return path
+
+
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def parse_trainer_spec(spec: str) -> tuple[str, Path | None]:
+    """``TRAINER`` or ``TRAINER:CONFIG`` -> (base trainer name, config file or None), the file checked."""
+    from hypera_nnunet.config import load_config
+
+    base, sep, cfg = spec.partition(":")
+    if not sep:
+        return spec, None
+    path = Path(cfg)
+    if not base or not cfg:
+        raise HyperaError(f"--trainers '{spec}': write TRAINER:CONFIG, e.g. HyperaTrainer:gs4.json.")
+    if not VARIANT_NAME.match(path.stem):
+        raise HyperaError(f"--trainers '{spec}': the config file's name '{path.stem}' labels the variant in reports "
+                          "and folders; use letters, digits, '_', '.' and '-' only.")
+    load_config(path)  # a missing or invalid file fails here, naming it, before any training starts
+    return base, path.resolve()
 
 
 def _label_names(pre_dir: Path) -> dict[str, str]:
@@ -143,25 +184,32 @@ def run(args) -> int:
         raise HyperaError(f"--trainers lists a trainer twice: {args.trainers}.")
     from hypera_nnunet.cli import known_trainer
 
-    names = [proto.trainer_name(t) for t in args.trainers]
-    for n in names:
+    specs = [parse_trainer_spec(t) for t in args.trainers]
+    runs = [(proto.trainer_name(base), cfg.stem if cfg else "", cfg) for base, cfg in specs]  # (trainer, variant, file)
+    for n, variant, _ in runs:
         if not known_trainer(n):
             raise HyperaError(f"unknown trainer '{n}' (from --trainers and protocol '{proto.name}'): neither nnU-Net "
                               "nor HYPERA defines it (`hypera-nnunet trainers` lists HYPERA's).")
+        if variant and not _is_hypera(n):
+            raise HyperaError(f"--trainers '{n}:…': only HYPERA trainers read a HYPERA config file.")
+    names = [display_name(n, v) for n, v, _ in runs]
+    if len(set(names)) != len(names):
+        raise HyperaError(f"--trainers gives two runs one name: {names} (config files need different names).")
     dataset = _dataset_name(args.dataset, folders["nnUNet_preprocessed"])
     pre_dir = folders["nnUNet_preprocessed"] / dataset
     _ensure_plans(pre_dir, plans, args.configuration, proto)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [Job(dataset, args.configuration, f, t, plans, s, results_root_for_seed(folders["nnUNet_results"], s))
-            for s in args.seeds for f in args.folds for t in names]
+    root = folders["nnUNet_results"]
+    jobs = [Job(dataset, args.configuration, f, t, plans, s, results_root_for_seed(root, s, v), variant=v)
+            for s in args.seeds for f in args.folds for t, v, _ in runs]
     base_env = nnunet_env(dict(proto.env))
-    seed_cfg = {(t, s): _seed_config_file(t, s, out) for t in names for s in args.seeds if s != 0}
+    seed_cfg = {(t, v, s): _seed_config_file(t, s, out, cfg, v) for t, v, cfg in runs for s in args.seeds}
 
     def env_for(job: Job) -> dict[str, str]:
         env = dict(base_env)
         env["nnUNet_results"] = str(job.results_root)
-        cfg = seed_cfg.get((job.trainer, job.seed))
+        cfg = seed_cfg.get((job.trainer, job.variant, job.seed))
         if cfg is not None:
             env["HYPERA_CONFIG"] = str(cfg)
         return env
@@ -177,7 +225,7 @@ def run(args) -> int:
         if args.dry_run:
             return 0
         if args.test_folder is not None:
-            _predict_test(args, dataset, names, plans, device, base_env, out)
+            _predict_test(args, dataset, runs, plans, device, base_env, out, root)
     extra = _refinements(args.refine, jobs, pre_dir, plans, base_env, out, execute=not args.report_only)
     return write_report(jobs, names[0], dataset, args, proto, plans, pre_dir, out, command, records, extra)
 
@@ -200,8 +248,8 @@ def _refinements(specs: list[str], jobs: list[Job], pre_dir: Path, plans: str, e
             raise HyperaError(f"--refine '{spec}' must be NAME=COMMAND with a plain NAME (COMMAND may use "
                               f"{', '.join(PLACEHOLDERS)}).")
         for j in jobs:
-            folder = out / "refined" / name / j.trainer / f"seed{j.seed}_fold{j.fold}"
-            rows.append((f"{j.trainer}+{name}", j.trainer, j.seed, j.fold, folder))
+            folder = out / "refined" / name / j.name / f"seed{j.seed}_fold{j.fold}"
+            rows.append((f"{j.name}+{name}", j.name, j.seed, j.fold, folder))
             dst = folder / "validation"
             if not execute or j.state() != "done" or (dst / "summary.json").is_file():
                 continue
@@ -210,7 +258,7 @@ def _refinements(specs: list[str], jobs: list[Job], pre_dir: Path, plans: str, e
             for key, value in (("{input}", shlex.quote(str(j.output_folder / "validation"))),
                                ("{output}", shlex.quote(str(dst))), ("{trainer}", j.trainer), ("{fold}", str(j.fold))):
                 cmd = cmd.replace(key, value)
-            log = out / "logs" / f"refine_{name}_{j.trainer}_fold{j.fold}_seed{j.seed}.log"
+            log = out / "logs" / f"refine_{name}_{j.name}_fold{j.fold}_seed{j.seed}.log"
             print(f"refine '{name}' {j.label}: {cmd}", flush=True)
             with open(log, "a") as f:
                 rc = subprocess.run(cmd, shell=True, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
@@ -244,24 +292,26 @@ def _run_with_limit(jobs, device, env_for, out, concurrency, npz, epochs, time_l
         signal.signal(signal.SIGALRM, old)
 
 
-def _predict_test(args, dataset, names, plans, device, env, out) -> None:
+def _predict_test(args, dataset, runs, plans, device, env, out, results_root) -> None:
     from hypera_nnunet.data import run_nnunet
 
     if not Path(args.test_folder).is_dir():
         raise HyperaError(f"--test-folder {args.test_folder} is not a folder.")
-    for t in names:
-        dst = out / "test_predictions" / t
+    for t, variant, _ in runs:
+        name = display_name(t, variant)
+        dst = out / "test_predictions" / name
+        env = dict(env, nnUNet_results=str(results_root_for_seed(results_root, 0, variant)))
         cmd = ["nnUNetv2_predict", "-i", str(args.test_folder), "-o", str(dst), "-d", dataset, "-c", args.configuration,
                "-tr", t, "-p", plans, "-f", *map(str, args.folds), "-device", device]
         if device == "cpu":
             cmd += ["-npp", "0", "-nps", "0"]
-        print(f"predict test folder with {t}: {' '.join(cmd)}", flush=True)
-        run_nnunet(cmd, env=env, log=out / "logs" / f"predict_{t}.log")
+        print(f"predict test folder with {name}: {' '.join(cmd)}", flush=True)
+        run_nnunet(cmd, env=env, log=out / "logs" / f"predict_{name}.log")
         if args.test_labels is not None:
             pre = Path(env.get("nnUNet_preprocessed", os.environ.get("nnUNet_preprocessed", ""))) / dataset
             run_nnunet(["nnUNetv2_evaluate_folder", str(args.test_labels), str(dst), "-djfile",
                         str(pre / "dataset.json"), "-pfile", str(pre / f"{plans}.json")], env=env,
-                       log=out / "logs" / f"predict_{t}.log")
+                       log=out / "logs" / f"predict_{name}.log")
 
 
 def write_report(jobs, baseline, dataset, args, proto, plans, pre_dir, out, command, records, extra=()) -> int:

@@ -79,14 +79,14 @@ def build_results(jobs: list[Job], baseline: str, label_names: dict[str, str], o
     trainers: list[str] = []
     comparisons: list[tuple[str, str]] = []
     for j in jobs:
-        if j.trainer not in trainers:
-            trainers.append(j.trainer)
-            if j.trainer != baseline:
-                comparisons.append((baseline, j.trainer))
+        if j.name not in trainers:
+            trainers.append(j.name)
+            if j.name != baseline:
+                comparisons.append((baseline, j.name))
         if j.state() != "done":
             missing.append(j.label)
             continue
-        folds.setdefault(j.trainer, []).append(read_fold(j.output_folder, j.trainer, j.fold, j.seed))
+        folds.setdefault(j.name, []).append(read_fold(j.output_folder, j.name, j.fold, j.seed))
     for label, ref, seed, fold, folder in extra_runs:
         if label not in trainers:
             trainers.append(label)

@@ -21,6 +21,12 @@ from typing import TextIO
 from hypera_nnunet.errors import HyperaError
 
 SEED_DIR = "hypera_seeds"
+VARIANT_DIR = "hypera_variants"
+
+
+def display_name(trainer: str, variant: str = "") -> str:
+    """``trainer``, or ``trainer[variant]`` for a trainer run with a HYPERA config file labelled ``variant``."""
+    return f"{trainer}[{variant}]" if variant else trainer
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,12 @@ class Job:
     plans: str
     seed: int
     results_root: Path
+    variant: str = ""  # a HYPERA_CONFIG file's label ("" = the trainer's own configuration)
+
+    @property
+    def name(self) -> str:
+        """The name in reports: the trainer, with ``[variant]`` when it runs a configuration file."""
+        return display_name(self.trainer, self.variant)
 
     @property
     def output_folder(self) -> Path:
@@ -43,7 +55,7 @@ class Job:
 
     @property
     def label(self) -> str:
-        return f"{self.trainer} fold {self.fold}" + (f" seed {self.seed}" if self.seed else "")
+        return f"{self.name} fold {self.fold}" + (f" seed {self.seed}" if self.seed else "")
 
     def state(self) -> str:
         """``done``, ``resume`` (a checkpoint exists: continue with --c) or ``new``."""
@@ -64,10 +76,15 @@ class Job:
         return cmd
 
 
-def results_root_for_seed(results: Path, seed: int) -> Path:
+def results_root_for_seed(results: Path, seed: int, variant: str = "") -> Path:
     """Seed 0 is nnU-Net's own ``nnUNet_results``; repetition ``s`` lives in ``nnUNet_results/hypera_seeds/seed<s>``
-    with the same layout inside (nnU-Net's trainers take no seed, so the folder keeps repetitions apart)."""
-    return Path(results) if seed == 0 else Path(results) / SEED_DIR / f"seed{seed}"
+    with the same layout inside (nnU-Net's trainers take no seed, so the folder keeps repetitions apart).
+
+    A configuration variant (one trainer run with a ``HYPERA_CONFIG`` file) gets the same layout below
+    ``nnUNet_results/hypera_variants/<variant>``: nnU-Net names result folders by trainer, so two configurations
+    of one trainer need folders of their own."""
+    root = Path(results) / VARIANT_DIR / variant if variant else Path(results)
+    return root if seed == 0 else root / SEED_DIR / f"seed{seed}"
 
 
 def last_epoch(output_folder: Path) -> int | None:
@@ -161,7 +178,7 @@ def run_jobs(jobs: list[Job], device: str, env_for: callable, out_dir: Path, con
                 j = pending.pop(0)
                 cmd = j.command(device, npz)
                 state = j.state()
-                log_path = out_dir / "logs" / f"{j.trainer}__fold{j.fold}__seed{j.seed}.log"
+                log_path = out_dir / "logs" / f"{j.name}__fold{j.fold}__seed{j.seed}.log"
                 log = open(log_path, "a")
                 log.write(f"\n$ {' '.join(cmd)}  # {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
                 log.flush()
@@ -194,7 +211,8 @@ def run_jobs(jobs: list[Job], device: str, env_for: callable, out_dir: Path, con
                 running.remove(r)
                 finished += 1
                 wall = time.time() - r.start
-                rec = {"job": r.job.label, "trainer": r.job.trainer, "fold": r.job.fold, "seed": r.job.seed,
+                rec = {"job": r.job.label, "trainer": r.job.trainer, "variant": r.job.variant, "fold": r.job.fold,
+                       "seed": r.job.seed,
                        "command": " ".join(r.cmd), "state_at_start": r.state, "returncode": rc,
                        "wall_s": round(wall, 1),
                        "start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.start)),

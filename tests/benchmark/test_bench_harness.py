@@ -40,11 +40,11 @@ def _masks(shift: int) -> np.ndarray:
 
 
 def _fold(root: Path, trainer: str, fold: int, dices: list[tuple[float, float]], shift: int, hypera: bool,
-          epoch_s: float = 10.0) -> Path:
+          epoch_s: float = 10.0, results: Path | None = None) -> Path:
     """A finished fold: summary.json with the given per-case Dice, predictions, a checkpoint, decisions."""
     import torch
 
-    out = root / "nnUNet_results" / DS / f"{trainer}__{PLANS}__3d_fullres" / f"fold_{fold}"
+    out = (results or root / "nnUNet_results") / DS / f"{trainer}__{PLANS}__3d_fullres" / f"fold_{fold}"
     gt = root / "nnUNet_preprocessed" / DS / "gt_segmentations"
     cases = []
     for i, (d1, d2) in enumerate(dices):
@@ -273,6 +273,72 @@ def test_refinement_variant_is_scored_and_paired(fake_nnunet, capsys):
     assert (out / "refined" / "copy" / BASE / "seed0_fold0" / "validation" / "summary.json").is_file()
     assert bench_cli.main(["-d", "999", "-f", "0", "--out", str(out), "--report-only", "--refine", "noequals"]) == 2
     assert "NAME=COMMAND" in capsys.readouterr().err
+
+
+def test_config_variants_share_one_report(fake_nnunet, capsys, monkeypatch):
+    """TRAINER:CONFIG runs a HYPERA trainer with a config file, under its own results folder and name."""
+    cfg = fake_nnunet / "gs4.json"
+    cfg.write_text(json.dumps({"learning": {"gradient_steps": 4}, "seed": 5}))
+    captured = {}
+
+    def fake_run_jobs(jobs, device, env_for, out, **kw):
+        captured["env"] = {(j.name, j.fold, j.seed): env_for(j) for j in jobs}
+        captured["folders"] = {(j.name, j.seed): j.output_folder for j in jobs}
+        return []
+
+    monkeypatch.setattr(bench_cli, "run_jobs", fake_run_jobs)
+    out = fake_nnunet / "bench"
+    rc = bench_cli.main(["-d", "999", "--protocol", "cpu", "-f", "0", "-tr", "nnUNetTrainer", "HyperaTrainer",
+                         f"HyperaTrainer:{cfg}", "--seeds", "0", "2", "--out", str(out), "--no-surface",
+                         "--bootstrap", "200"])
+    assert rc == 0, capsys.readouterr().err
+    var, results = f"{HYP}[gs4]", fake_nnunet / "nnUNet_results"
+    env = captured["env"]
+    assert "HYPERA_CONFIG" not in env[(BASE, 0, 0)] and "HYPERA_CONFIG" not in env[(HYP, 0, 0)]
+    assert env[(var, 0, 0)]["HYPERA_CONFIG"] == str(cfg.resolve())  # seed 0: the file as given (its own seed 5)
+    seeded = json.loads(Path(env[(var, 0, 2)]["HYPERA_CONFIG"]).read_text())
+    assert seeded["seed"] == 2 and seeded["learning"]["gradient_steps"] == 4
+    assert json.loads(Path(env[(HYP, 0, 2)]["HYPERA_CONFIG"]).read_text())["learning"]["gradient_steps"] == 8
+    assert env[(var, 0, 0)]["nnUNet_results"] == str(results / "hypera_variants" / "gs4")
+    assert env[(var, 0, 2)]["nnUNet_results"] == str(results / "hypera_variants" / "gs4" / "hypera_seeds" / "seed2")
+    assert captured["folders"][(var, 0)] == results / "hypera_variants" / "gs4" / DS / f"{HYP}__{PLANS}__3d_fullres" \
+        / "fold_0"
+    # a finished variant fold is reported under its own name and paired against the baseline
+    _fold(fake_nnunet, HYP, 0, [(0.9, 0.8)] * 3, shift=0, hypera=True, results=results / "hypera_variants" / "gs4")
+    rc = bench_cli.main(["-d", "999", "--protocol", "cpu", "-f", "0", "-tr", "nnUNetTrainer", "HyperaTrainer",
+                         f"HyperaTrainer:{cfg}", "--out", str(out), "--report-only", "--no-surface",
+                         "--bootstrap", "200"])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    assert res["trainers"] == [BASE, HYP, var]
+    assert res["per_trainer"][var]["dice"]["1"]["mean"] == pytest.approx(0.9)
+    assert res["per_trainer"][HYP]["dice"]["1"]["mean"] == pytest.approx(0.82)
+    assert res["paired"][var]["dice"]["1"]["mean_diff"] == pytest.approx(0.1)
+    assert f"`{var}`" in (out / "report.md").read_text()
+
+
+def test_config_variant_errors_name_the_problem(fake_nnunet, capsys):
+    out = str(fake_nnunet / "bench")
+    missing = fake_nnunet / "nope.json"
+    assert bench_cli.main(["-d", "999", "-tr", f"HyperaTrainer:{missing}", "--out", out, "--dry-run"]) == 2
+    assert f"{missing} does not exist" in capsys.readouterr().err
+    bad = fake_nnunet / "bad.json"
+    bad.write_text(json.dumps({"learning": {"gradient_stepz": 4}}))
+    assert bench_cli.main(["-d", "999", "-tr", f"HyperaTrainer:{bad}", "--out", out, "--dry-run"]) == 2
+    assert "bad.json" in capsys.readouterr().err
+    good = fake_nnunet / "good.json"
+    good.write_text("{}")
+    assert bench_cli.main(["-d", "999", "-tr", f"nnUNetTrainer:{good}", "--out", out, "--dry-run"]) == 2
+    assert "only HYPERA trainers" in capsys.readouterr().err
+    (fake_nnunet / "other").mkdir()
+    (fake_nnunet / "other" / "good.json").write_text("{}")
+    assert bench_cli.main(["-d", "999", "-tr", f"HyperaTrainer:{good}", f"HyperaTrainer:{fake_nnunet}/other/good.json",
+                           "--out", out, "--dry-run"]) == 2
+    assert "two runs one name" in capsys.readouterr().err
+    odd = fake_nnunet / "a b.json"
+    odd.write_text("{}")
+    assert bench_cli.main(["-d", "999", "-tr", f"HyperaTrainer:{odd}", "--out", out, "--dry-run"]) == 2
+    assert "letters, digits" in capsys.readouterr().err
 
 
 def test_register_adds_the_benchmark_subcommand(fake_nnunet, capsys):
