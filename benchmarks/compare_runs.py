@@ -1,7 +1,8 @@
 """Run-level comparison of configurations whose runs sit in different benchmark ``results.json`` files.
 
-The benchmark harness pairs trainers by name, so two configurations of one trainer (for example
-HyperaTrainer with 4 and with 8 SAC gradient steps) cannot share one report. This reads each run's
+New runs of several configurations of one trainer can share one report (``-tr HyperaTrainer
+HyperaTrainer:gs4.json``, see docs/benchmark_protocol.md); runs made before that option, or by separate
+commands, sit in separate ``results.json`` files, with the same trainer name. This reads each run's
 per-fold Dice from the given files, pairs runs by (seed, fold) and applies the harness's own paired
 test (:func:`hypera_nnunet.benchmark.stats.paired_test`: bootstrap CI, two-sided Wilcoxon):
 
