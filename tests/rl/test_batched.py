@@ -17,14 +17,6 @@ CFG = SACConfig(hidden=(32, 32), gamma=0.9, actor_lr=1e-3, critic_lr=1e-3, alpha
                 zero_init_mean=True, init_log_std=-1.2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _learner(seed: int, act_dim: int, cfg: SACConfig = CFG, prioritized: bool = True):
     sac = SAC(OBS, act_dim, [-0.5] * act_dim, [0.5] * act_dim, cfg, seed=seed)
     sac.target_entropy = -0.7 * act_dim  # as the coordinator's annealing sets it

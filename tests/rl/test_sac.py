@@ -15,14 +15,6 @@ from hypera_nnunet.rl.policies import SquashedGaussianActor
 SMALL = SACConfig(hidden=(32, 32))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _random_batch(obs_dim: int, act_dim: int, n: int = 16, seed: int = 0, weights=None) -> ReplayBatch:
     rng = np.random.default_rng(seed)
     f = lambda *shape: torch.from_numpy(rng.normal(size=shape).astype(np.float32))  # noqa: E731

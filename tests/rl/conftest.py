@@ -1,0 +1,12 @@
+"""The SAC tests run on one thread, as the agents do in training (``coordinator.single_thread``)."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
