@@ -96,12 +96,12 @@ class ExplorationConfig:
 class LearningConfig:
     """How the agents' SAC learners are trained from the one-transition-per-epoch stream.
 
-    ``gradient_steps`` SAC updates follow each epoch's transition. They are almost all of the agents'
-    time: with 8, HYPERA costs 1.6% of a 25-iteration CPU epoch of the benchmark protocol (about 0.2% of
-    nnU-Net's 250-iteration epochs); with 4 it costs 0.99%. In 10 paired runs (``docs/benchmarks.md``,
-    protocol ``cpu-v2``) 8 steps were ahead of nnU-Net's trainer by +0.127 mean foreground Dice per run
-    and 4 steps were level with it (-0.013), so 8 stays the default; ``learning: {gradient_steps: 4}``
-    in ``HYPERA_CONFIG`` is the low-overhead setting.
+    ``gradient_steps`` SAC updates follow each epoch's transition; the six agents' k-th updates run as one
+    batched computation (``agents.base.learn_together``). They are most of the agents' time: with 8, HYPERA
+    costs 0.85% of a 25-iteration CPU epoch of the benchmark protocol (about a tenth of that at nnU-Net's
+    250-iteration epochs). In the benchmark (``docs/benchmarks.md``, protocol ``cpu-v2``) neither 8 steps
+    (15 runs, -0.026 mean foreground Dice per run against nnU-Net's trainer) nor 4 steps (10 runs, -0.013)
+    differed from nnU-Net's trainer beyond the protocol's noise; 8 stays the default.
     """
 
     hidden: tuple[int, ...] = (64, 64)
