@@ -14,7 +14,8 @@ test (:func:`hypera_nnunet.benchmark.stats.paired_test`: bootstrap CI, two-sided
 
 ``label=file:trainer[@seedS]``: the runs of ``trainer`` in ``file``; ``@seedS`` relabels them as seed S (for
 runs whose seed was set in ``HYPERA_CONFIG`` and therefore appear as seed 0 in their own report). The same
-label may be given several times to gather runs from several files. Every label is compared with the first.
+label may be given several times to gather runs from several files. Every pair of labels is compared, on
+the runs both have.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ reported as ``TRAINER[<file stem>]`` and its results live in ``nnUNet_results/hy
 so several configurations of one trainer share one report:
 
     hypera-nnunet benchmark -d 4 -tr nnUNetTrainer HyperaTrainer HyperaTrainer:gs4.json --out bench/
+
 Jobs run fold by fold (fold 0 of every trainer, then fold 1, ...), so a run cut short still has paired folds.
 """
 
@@ -180,8 +181,6 @@ def run(args) -> int:
     concurrency = args.concurrency or proto.concurrency
     if concurrency < 1:
         raise HyperaError(f"--concurrency must be at least 1, got {concurrency}.")
-    if len(set(args.trainers)) != len(args.trainers):
-        raise HyperaError(f"--trainers lists a trainer twice: {args.trainers}.")
     from hypera_nnunet.cli import known_trainer
 
     specs = [parse_trainer_spec(t) for t in args.trainers]
@@ -194,7 +193,8 @@ def run(args) -> int:
             raise HyperaError(f"--trainers '{n}:…': only HYPERA trainers read a HYPERA config file.")
     names = [display_name(n, v) for n, v, _ in runs]
     if len(set(names)) != len(names):
-        raise HyperaError(f"--trainers gives two runs one name: {names} (config files need different names).")
+        raise HyperaError(f"--trainers gives two runs one name: {names} (a trainer listed twice, or two config files "
+                          "with one file name).")
     dataset = _dataset_name(args.dataset, folders["nnUNet_preprocessed"])
     pre_dir = folders["nnUNet_preprocessed"] / dataset
     _ensure_plans(pre_dir, plans, args.configuration, proto)

@@ -133,9 +133,10 @@ class _TwinCritics:
     def __init__(self, params: Sequence[Sequence[torch.Tensor]], pads: Sequence[int], detach: bool) -> None:
         self.g = len(params)
         half = len(params[0]) // 2  # q1's (weight, bias) pairs, then q2's
-        nets = [[_pad(p[0], cols=pad)] + list(p[1:half]) for p, pad in zip(params, pads)]
-        nets += [[_pad(p[half], cols=pad)] + list(p[half + 1:]) for p, pad in zip(params, pads)]
-        self.layers = _stack_layers(nets, detach)
+        params = [[t.detach() for t in p] if detach else list(p) for p in params]  # before padding: no graph
+        nets = [[_pad(p[0], cols=pad)] + p[1:half] for p, pad in zip(params, pads)]
+        nets += [[_pad(p[half], cols=pad)] + p[half + 1:] for p, pad in zip(params, pads)]
+        self.layers = _stack_layers(nets, detach=False)
 
     def __call__(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([obs, action], dim=-1)

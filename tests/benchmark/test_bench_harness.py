@@ -335,6 +335,8 @@ def test_config_variant_errors_name_the_problem(fake_nnunet, capsys):
     assert bench_cli.main(["-d", "999", "-tr", f"HyperaTrainer:{good}", f"HyperaTrainer:{fake_nnunet}/other/good.json",
                            "--out", out, "--dry-run"]) == 2
     assert "two runs one name" in capsys.readouterr().err
+    assert bench_cli.main(["-d", "999", "-tr", "HyperaTrainer", "HyperaTrainer", "--out", out, "--dry-run"]) == 2
+    assert "a trainer listed twice" in capsys.readouterr().err
     odd = fake_nnunet / "a b.json"
     odd.write_text("{}")
     assert bench_cli.main(["-d", "999", "-tr", f"HyperaTrainer:{odd}", "--out", out, "--dry-run"]) == 2
