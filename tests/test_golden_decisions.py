@@ -4,8 +4,9 @@
 Each scenario drives the real coordinator (six agents, a real rollback guard on a tiny network) through
 synthetic epochs whose pseudo-Dice responds to the applied learning-rate multiplier, with a collapse and
 a NaN epoch to exercise the safeguards. A line's fingerprint is the SHA-256 of its canonical JSON without
-``overhead_s`` (timings). Regenerate only for an intended behaviour change:
-``HYPERA_REGEN_GOLDEN=1 pytest tests/test_golden_decisions.py``.
+``overhead_s`` (timings) and without the state fingerprints, which are pinned separately: a change to
+what the agents *store* (not what they decide) changes ``state`` only. Regenerate only for an intended
+change, and say which of the two changed: ``HYPERA_REGEN_GOLDEN=1 pytest tests/test_golden_decisions.py``.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def drive(config: dict, log_path: Path) -> list[str]:
 
 def line_fingerprint(line: str) -> str:
     rec = json.loads(line)
-    rec.pop("overhead_s", None)
+    for k in ("overhead_s", "fingerprint_start", "fingerprint_end"):
+        rec.pop(k, None)
     return hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -80,14 +82,20 @@ def test_decisions_match_the_stored_fingerprints(name, tmp_path):
     if os.environ.get("HYPERA_REGEN_GOLDEN"):
         stored = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
         stored[name] = {"fingerprints": got, "first_line": json.loads(lines[0]),
+                        "state": [json.loads(s)["fingerprint_end"] for s in lines],
                         "rollbacks": [json.loads(s)["rollback"] for s in lines]}
         GOLDEN.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
     expected = json.loads(GOLDEN.read_text())[name]
     assert len(got) == EPOCHS
     assert [json.loads(s)["rollback"] for s in lines] == expected["rollbacks"]
-    first = json.loads(lines[0])
-    first.pop("overhead_s")
-    exp_first = dict(expected["first_line"])
-    exp_first.pop("overhead_s")
+    first, exp_first = json.loads(lines[0]), dict(expected["first_line"])
+    for k in ("overhead_s", "fingerprint_start", "fingerprint_end"):
+        first.pop(k), exp_first.pop(k)
     assert first == exp_first
     assert got == expected["fingerprints"]
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_agent_state_matches_the_stored_fingerprints(name, tmp_path):
+    lines = drive(SCENARIOS[name], tmp_path / "decisions.jsonl")
+    assert [json.loads(s)["fingerprint_end"] for s in lines] == json.loads(GOLDEN.read_text())[name]["state"]
