@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from hypera_nnunet.config import HyperaConfig, LearningConfig
-from hypera_nnunet.coordinator import Coordinator, fingerprint
+from hypera_nnunet.control.coordinator import Coordinator
+from hypera_nnunet.control.decision_log import fingerprint
 from hypera_nnunet.rl.buffers import ReplayBuffer
 from hypera_nnunet.rl.sac import SAC, SACConfig
 
@@ -117,7 +118,7 @@ def optimizer_share(fused: bool, seed: int = 0) -> float:
 
 
 def panel_s(epochs: int = 50) -> dict:
-    from hypera_nnunet.nnunet.trainers import LOG_PREFIX, HyperaLocalLogger, _stack_png
+    from hypera_nnunet.nnunet.progress_panel import LOG_PREFIX, HyperaLocalLogger, stack_png
 
     rng = np.random.default_rng(0)
     lg = HyperaLocalLogger()
@@ -140,7 +141,7 @@ def panel_s(epochs: int = 50) -> dict:
         lg.plot_panel(d)
         draw = time.perf_counter() - t0
         t0 = time.perf_counter()
-        _stack_png(str(Path(d) / "progress.png"), str(Path(d) / "progress_hypera.png"))
+        stack_png(str(Path(d) / "progress.png"), str(Path(d) / "progress_hypera.png"))
         stack = time.perf_counter() - t0
     return {"draw": round(draw, 4), "stack": round(stack, 4)}
 

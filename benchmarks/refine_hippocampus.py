@@ -10,7 +10,9 @@ Held-out-fold protocol, for each fold k of nnU-Net's 5-fold cross-validation (``
 
 Every case is thus scored once, by a refinement fitted without it. Metrics per case and class, against
 ``$nnUNet_preprocessed/<dataset>/gt_segmentations`` (what nnU-Net's cross-validation uses): Dice, HD95 and
-NSD at 1 mm, on the voxel spacing (definitions: :mod:`hypera_nnunet.refine.metrics`). The raw Dice is
+NSD at ``--nsd-tolerance`` mm (default :data:`hypera_nnunet.refine.metrics.DEFAULT_NSD_TOLERANCE_MM`), on the
+voxel spacing (definitions: :mod:`hypera_nnunet.refine.metrics`). Paired differences per case and class with
+:func:`hypera_nnunet.benchmark.stats.paired_test` (seeded bootstrap CI, Wilcoxon signed-rank). The raw Dice is
 checked against nnU-Net's own ``fold_k/validation/summary.json``.
 
     python benchmarks/refine_hippocampus.py \
@@ -34,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hypera_nnunet.benchmark.stats import paired_test
+from hypera_nnunet.common.atomic_io import atomic_write_json
 from hypera_nnunet.refine import metrics
 from hypera_nnunet.refine.io import DatasetInfo, list_cases, read_seg
 
@@ -57,7 +61,10 @@ def exe(name: str) -> str:
 
 
 def time_nnunet_pp(pkl: Path, folder: Path, info: DatasetInfo, scratch: Path) -> list[float]:
-    """In-process seconds per case of nnU-Net's postprocessing (read, apply, write), for the runtime column."""
+    """In-process seconds per case of nnU-Net's postprocessing (read, apply, write), for the runtime column.
+
+    ``pkl`` is the ``postprocessing.pkl`` that nnU-Net's ``determine_postprocessing`` wrote in this run; it is
+    nnU-Net's format, a pickle, and is loaded as nnU-Net loads it."""
     from nnunetv2.postprocessing.remove_connected_components import load_postprocess_save
 
     fns, kwargs = pickle.loads(pkl.read_bytes())
@@ -84,19 +91,9 @@ def score_folder(folder: Path, gt: Path, info: DatasetInfo, cases: list[str], to
     return res
 
 
-def paired(a: list[float], b: list[float], rng: np.random.Generator) -> dict:
-    """Mean of b - a over cases where both are defined, a 95 % bootstrap CI, and a Wilcoxon p-value."""
-    from scipy.stats import wilcoxon
-
-    x = np.array([(bb - aa) for aa, bb in zip(a, b) if not (math.isnan(aa) or math.isnan(bb))])
-    if x.size == 0:
-        return {"n": 0}
-    boot = rng.choice(x, size=(2000, x.size), replace=True).mean(axis=1)
-    nonzero = x[x != 0]
-    p = float(wilcoxon(nonzero).pvalue) if nonzero.size >= 10 else math.nan
-    return {"n": int(x.size), "mean_diff": float(x.mean()), "ci95": [float(np.percentile(boot, 2.5)),
-                                                                     float(np.percentile(boot, 97.5))],
-            "wilcoxon_p": p, "cases_better": int((x > 0).sum()), "cases_worse": int((x < 0).sum())}
+def paired(baseline: list[float], candidate: list[float], seed: int) -> dict:
+    """``candidate - baseline`` over the cases where both are defined: :func:`paired_test` as JSON."""
+    return paired_test(baseline, candidate, seed=seed).to_dict()
 
 
 def main(argv=None) -> int:
@@ -113,7 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--max-search-cases", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--nsd-tolerance", type=float, default=1.0)
+    ap.add_argument("--nsd-tolerance", type=float, default=metrics.DEFAULT_NSD_TOLERANCE_MM)
     ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. where the folds came from)")
     args = ap.parse_args(argv)
 
@@ -132,7 +129,6 @@ def main(argv=None) -> int:
     log = work / "commands.log"
     env = dict(os.environ, nnUNet_def_n_proc="1", OMP_NUM_THREADS="1")
     hypera = [sys.executable, "-m", "hypera_nnunet.refine.cli", "refine"]
-    rng = np.random.default_rng(args.seed)
     out: dict = {"protocol": __doc__.split("\n\n")[1].strip(), "model": str(model), "reference": str(gt),
                  "nsd_tolerance_mm": args.nsd_tolerance, "note": args.note,
                  "search": {"population": args.population, "iterations": args.iterations,
@@ -215,7 +211,7 @@ def main(argv=None) -> int:
             out["cases"][c]["seconds"]["nnunet_pp"] = t
         out["folds"][str(k)] = {
             "fit_on_folds": [j for j in args.folds if j != k], "n_fit_cases": len(fit["fit"]["cases"]),
-            "n_test_cases": len(cases), "refiner_policies": fit["policies"],
+            "n_test_cases": len(cases), "refiner_chains": fit["chains"],
             "refiner_fit_metrics_before": fit["fit"]["metrics_before"],
             "refiner_fit_metrics_after": fit["fit"]["metrics_after"],
             "nnunet_pp": {"functions": pp_json["postprocessing_fns"], "kwargs": pp_json["postprocessing_kwargs"]},
@@ -224,7 +220,7 @@ def main(argv=None) -> int:
             "raw_dice_max_abs_deviation_from_nnunet_summary": max_dev,
             "dice_max_abs_deviation_from_nnUNetv2_evaluate_folder": nn_dev,
         }
-        print(f"fold {k}: fit {t_fit:.0f} s, policies {json.dumps(fit['policies'])}; nnU-Net pp "
+        print(f"fold {k}: fit {t_fit:.0f} s, chains {json.dumps(fit['chains'])}; nnU-Net pp "
               f"{pp_json['postprocessing_fns']}; raw Dice check {max_dev:.2e}, "
               f"nnUNetv2_evaluate_folder Dice check {nn_dev}", flush=True)
 
@@ -237,21 +233,18 @@ def main(argv=None) -> int:
             vals = {m: [out["cases"][c][m][lab][metric] for c in cases] for m in METHODS}
             agg[lab][metric] = {m: {"mean": metrics.nanmean(vals[m]),
                                     "undefined": int(sum(math.isnan(v) for v in vals[m]))} for m in METHODS}
-            agg[lab][metric]["refined_minus_raw"] = paired(vals["raw"], vals["refined"], rng)
-            agg[lab][metric]["nnunet_pp_minus_raw"] = paired(vals["raw"], vals["nnunet_pp"], rng)
-            agg[lab][metric]["refined_minus_nnunet_pp"] = paired(vals["nnunet_pp"], vals["refined"], rng)
+            agg[lab][metric]["refined_minus_raw"] = paired(vals["raw"], vals["refined"], args.seed)
+            agg[lab][metric]["nnunet_pp_minus_raw"] = paired(vals["raw"], vals["nnunet_pp"], args.seed)
+            agg[lab][metric]["refined_minus_nnunet_pp"] = paired(vals["nnunet_pp"], vals["refined"], args.seed)
     secs = {m: [out["cases"][c]["seconds"][m] for c in cases] for m in ("refined", "nnunet_pp")}
     out["summary"] = {"n_cases": len(cases), "per_class": agg,
                       "seconds_per_case": {m: {"mean": float(np.mean(v)), "median": float(np.median(v)),
                                                "max": float(np.max(v))} for m, v in secs.items()}}
     out["machine"]["load_average_end"] = os.getloadavg()
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     doc = json.loads(args.json.read_text()) if args.json.is_file() else {}
     doc.setdefault("description", "Evidence for hypera-nnunet refine: written by benchmarks/refine_hippocampus.py")
     doc.setdefault("runs", {})[args.name] = out
-    tmp = args.json.with_name(args.json.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, args.json)
+    atomic_write_json(args.json, doc, indent=1)
     print(markdown_table(out))
     return 0
 
@@ -264,10 +257,11 @@ def markdown_table(out: dict) -> str:
         for metric in ("Dice", "HD95", "NSD"):
             m = a[metric]
             d = m["refined_minus_raw"]
+            lo, hi = (math.nan if d.get(k) is None else d[k] for k in ("ci_low", "ci_high"))
+            mean = math.nan if d.get("mean_diff") is None else d["mean_diff"]
             name = f"NSD@{tol:g}mm" if metric == "NSD" else metric + (" (mm)" if metric == "HD95" else "")
             lines.append(f"| {lab} {a['name']} | {name} | {m['raw']['mean']:.4f} | {m['nnunet_pp']['mean']:.4f} | "
-                         f"{m['refined']['mean']:.4f} | {d.get('mean_diff', math.nan):+.4f} "
-                         f"[{d.get('ci95', [math.nan])[0]:+.4f}, {d.get('ci95', [math.nan, math.nan])[1]:+.4f}] |")
+                         f"{m['refined']['mean']:.4f} | {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
     s = out["summary"]["seconds_per_case"]
     lines.append("")
     lines.append(f"Seconds per case (read, refine, write; one process): refinement mean {s['refined']['mean']:.3f}, "

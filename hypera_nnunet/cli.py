@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,58 +26,55 @@ def _cmd_env(args) -> int:
 
 
 def _cmd_trainers(args) -> int:
-    from hypera_nnunet.nnunet import trainers
-
-    names = [n for n in trainers.__all__ if "epochs" not in n]
-    print("HYPERA trainers (each also as <name>_<E>epochs and <name>_<E>epochs_<I>iters):")
-    for n in names:
-        doc = (getattr(trainers, n).__doc__ or "").strip().splitlines()[0]
-        print(f"  {n:28s} {doc}")
     from hypera_nnunet.nnunet.budget import EPOCHS, ITERS
+    from hypera_nnunet.nnunet.variant_table import VARIANTS
 
+    print("HYPERA trainers (each also as <name>_<E>epochs and <name>_<E>epochs_<I>iters):")
+    for name, v in VARIANTS.items():
+        print(f"  {name:28s} {v.doc}")
     print(f"Budgets: E in {list(EPOCHS)}, I in {list(ITERS)}; baselines nnUNetTrainer_<E>epochs_<I>iters.")
     return 0
 
 
 def _cmd_check_config(args) -> int:
-    from hypera_nnunet.config import load_config
+    """Check a config file the way a run of ``args.tr`` reads it; print the effective configuration."""
+    import json
 
-    cfg = load_config(args.file)
-    print(f"{args.file}: OK — agents {list(cfg.agents)}, strategy {cfg.strategy}, shadow {cfg.shadow}, "
-          f"transfer {cfg.transfer.mode}{' from ' + cfg.transfer.source if cfg.transfer.source else ''}")
+    from hypera_nnunet.config import changed_settings, flat_settings, run_config, variant_config
+
+    cfg = run_config(args.tr, args.file)
+    variant = flat_settings(variant_config(args.tr, for_run=False))
+    print(f"{args.file} on {args.tr}: OK")
+    print(f"  agents ({len(cfg.agents)}): {', '.join(cfg.agents)}")
+    changed = changed_settings(cfg)
+    print("  settings that differ from the defaults:" if changed else "  all other settings are the defaults")
+    for key, (value, default) in changed.items():
+        by = args.tr if key in variant and variant[key] == value else args.file
+        print(f"    {key} = {json.dumps(value)}  (default {json.dumps(default)}; set by {by})")
     return 0
 
 
-def known_trainer(name: str) -> bool:
-    """Whether nnU-Net (its own package) or HYPERA defines a trainer of this name."""
-    from hypera_nnunet.nnunet import trainers
-
-    if hasattr(trainers, name):
-        return True
-    import nnunetv2
-    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
-
-    found = recursive_find_python_class(os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer"), name,
-                                        "nnunetv2.training.nnUNetTrainer")
-    return found is not None
-
-
-def preflight_train(dataset: str, configuration: str, trainer: str, plans: str) -> None:
-    """Clear errors for what nnUNetv2_train would otherwise report as a traceback."""
+def preflight_train(dataset: str, configuration: str, trainer: str, plans: str) -> Path:
+    """Clear errors for what nnUNetv2_train would otherwise report as a traceback; returns the dataset's
+    preprocessed folder."""
     from hypera_nnunet.env import require_nnunet_folders
+    from hypera_nnunet.nnunet.names import known_trainer
 
     folders = require_nnunet_folders()
     if not known_trainer(trainer):
         raise HyperaError(f"unknown trainer '{trainer}': neither nnU-Net nor HYPERA defines it "
                           "(`hypera-nnunet trainers` lists HYPERA's).")
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
     pre = folders["nnUNet_preprocessed"]
-    candidates = sorted(p for p in pre.glob("Dataset*") if p.is_dir()) if pre.is_dir() else []
-    match = [p for p in candidates if p.name == dataset or p.name.startswith(f"Dataset{int(dataset):03d}_")] \
-        if dataset.isdigit() else [p for p in candidates if p.name == dataset]
-    if not match:
+    try:  # nnU-Net's own id -> name lookup (raw, preprocessed and results folders)
+        dataset_dir = pre / maybe_convert_to_dataset_name(dataset)
+    except (RuntimeError, ValueError):
+        dataset_dir = None
+    if dataset_dir is None or not dataset_dir.is_dir():
         raise HyperaError(f"dataset '{dataset}' was never preprocessed: nothing for it in {pre}. Run "
                           f"`nnUNetv2_plan_and_preprocess -d {dataset}` first.")
-    plans_file = match[0] / f"{plans}.json"
+    plans_file = dataset_dir / f"{plans}.json"
     if not plans_file.is_file():
         raise HyperaError(f"{plans_file} does not exist: dataset '{dataset}' has no plans '{plans}'.")
     import json
@@ -86,16 +82,33 @@ def preflight_train(dataset: str, configuration: str, trainer: str, plans: str) 
     confs = json.loads(plans_file.read_text()).get("configurations", {})
     if configuration not in confs:
         raise HyperaError(f"{plans_file} has no configuration '{configuration}' (has: {', '.join(confs)}).")
-    if os.environ.get("HYPERA_CONFIG"):
-        from hypera_nnunet.config import load_config
+    from hypera_nnunet.nnunet.variant_table import hypera_variant_of
 
-        load_config(os.environ["HYPERA_CONFIG"])
+    if hypera_variant_of(trainer) is not None:  # the configuration exactly as the trainer will read it
+        from hypera_nnunet.config import run_config
+
+        run_config(trainer)
+    return dataset_dir
+
+
+def preflight_resume(dataset_dir: Path, configuration: str, trainer: str, plans: str, fold: str) -> None:
+    """For ``--c``: the checkpoint nnU-Net will resume from must be intact (one line naming it otherwise)."""
+    from hypera_nnunet.env import require_nnunet_folders
+    from hypera_nnunet.nnunet.checkpoint import check_checkpoint, resume_checkpoint
+
+    fold_dir = require_nnunet_folders()["nnUNet_results"] / dataset_dir.name / f"{trainer}__{plans}__{configuration}"
+    fold_dir = fold_dir / ("fold_all" if fold == "all" else f"fold_{fold}")
+    found = resume_checkpoint(fold_dir)
+    if found is not None:
+        check_checkpoint(found)
 
 
 def _cmd_train(args, rest: list[str]) -> int:
     from hypera_nnunet.env import nnunet_env
 
-    preflight_train(args.dataset, args.configuration, args.tr, args.p)
+    dataset_dir = preflight_train(args.dataset, args.configuration, args.tr, args.p)
+    if "--c" in rest:
+        preflight_resume(dataset_dir, args.configuration, args.tr, args.p, args.fold)
     from hypera_nnunet.data import nnunet_exe
 
     cmd = [nnunet_exe("nnUNetv2_train"), args.dataset, args.configuration, args.fold, "-tr", args.tr, "-p", args.p,
@@ -135,8 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("trainers", help="list the HYPERA trainer variants")
     t.set_defaults(func=_cmd_trainers)
 
-    c = sub.add_parser("check-config", help="validate a HYPERA_CONFIG file (JSON or YAML)")
+    c = sub.add_parser("check-config", help="validate a HYPERA_CONFIG file (JSON or YAML) on a trainer and print "
+                                            "the effective configuration")
     c.add_argument("file")
+    c.add_argument("-tr", default="HyperaTrainer", help="the HYPERA trainer the file is merged onto "
+                                                        "(default: HyperaTrainer)")
     c.set_defaults(func=_cmd_check_config)
 
     tr = sub.add_parser("train", help="nnUNetv2_train with nnUNet_extTrainer set and clear checks first; "
@@ -153,12 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
                             add_help=False)
         pp.set_defaults(func=_cmd_passthrough, passthrough=True, nnunet_command=nn_cmd)
 
-    for module in ("hypera_nnunet.refine.cli", "hypera_nnunet.benchmark.cli"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ImportError:
-            continue
-        mod.register(sub)
+    from hypera_nnunet.benchmark.cli import register as register_benchmark
+    from hypera_nnunet.refine.cli import register as register_refine
+
+    register_refine(sub)
+    register_benchmark(sub)
     return p
 
 

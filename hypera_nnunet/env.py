@@ -18,9 +18,11 @@ EXT_TRAINER_VAR = "nnUNet_extTrainer"
 _REEXPORT_MODULE = "hypera_trainers.py"
 _REEXPORT_SOURCE = (
     '"""Thin re-export so that nnU-Net\'s nnUNet_extTrainer lookup finds the HYPERA trainers.\n\n'
-    "The classes live in hypera_nnunet.nnunet.trainers, so they pickle across nnU-Net's worker processes.\n"
+    "The classes live in hypera_nnunet.nnunet.trainers, so they pickle across nnU-Net's worker processes;\n"
+    "budget variants are built there on first use, through the module __getattr__ re-exported here.\n"
     '"""\n\n'
     "from hypera_nnunet.nnunet.trainers import *  # noqa: F401,F403\n"
+    "from hypera_nnunet.nnunet.trainers import __getattr__  # noqa: F401\n"
 )
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 
-from hypera_nnunet.signals import Signals
+from hypera_nnunet.control.signals import Signals
 
 ALL_KNOBS = ("lr", "ce_dice_balance", "ds_decay", "batch_size", "aug_prob", "aug_strength", "weight_decay",
              "momentum", "nesterov")
 
 
 class FakeKnobs:
-    """Records what the coordinator applies; ``value`` is the multiplier."""
+    """Records what the coordinator applies; ``value`` is the multiplier (a :class:`KnobSet`)."""
+
+    registered = (*ALL_KNOBS, "dropout")
 
     def __init__(self, names=ALL_KNOBS):
         self.names = tuple(names)
@@ -25,6 +27,9 @@ class FakeKnobs:
 
     def value(self, name):
         return math.exp(self.current[name])
+
+    def pop_extra_timings(self):
+        return {}
 
 
 def make_signals(epoch: int, num_epochs: int = 20, dice: float = 0.5, loss: float = 0.3, grad: float = 1.0,

@@ -8,14 +8,17 @@ from hypera_fakes import FakeKnobs, make_signals
 
 from hypera_nnunet.agents import Proposal
 from hypera_nnunet.config import ExplorationConfig, HyperaConfig, SafeguardConfig, config_from_dict
-from hypera_nnunet.coordinator import Coordinator, DecisionLog, exploration_phase, resolve
-from hypera_nnunet.safeguards import RollbackGuard
+from hypera_nnunet.control.coordinator import Coordinator
+from hypera_nnunet.control.decision_log import DecisionLog, fingerprint
+from hypera_nnunet.control.safeguards import RollbackGuard
+from hypera_nnunet.control.schedule import exploration_phase
+from hypera_nnunet.control.strategies import resolve
 
 SIX = {a: {} for a in ("learning_rate", "loss", "batch_size", "augmentation", "regularization", "optimization")}
 
 
-def P(value, confidence=1.0, priority=0, agent="a"):
-    return Proposal(agent, "lr", value, confidence, priority, 0.25)
+def P(value, confidence=1.0, priority=0):
+    return Proposal("lr", value, confidence, priority, 0.25)
 
 
 # ---- conflict strategies, exact values on hand-made cases ----------------------------------------
@@ -91,7 +94,7 @@ def test_save_load_round_trip_gives_identical_actions():
 def test_fingerprint_start_is_the_state_at_epoch_start():
     """fingerprint_start reuses the last fingerprint_end; it must equal a fresh hash of the state, and a
     loaded state must be hashed again (the resume check in the nnU-Net test rests on this)."""
-    from hypera_nnunet.coordinator import fingerprint
+
 
     cfg = HyperaConfig(agents=SIX, seed=4)
     c = Coordinator(cfg, FakeKnobs(), num_epochs=20)

@@ -22,8 +22,9 @@ import torch
 from hypera_fakes import ALL_KNOBS, FakeKnobs, make_signals
 
 from hypera_nnunet.config import config_from_dict
-from hypera_nnunet.coordinator import Coordinator, DecisionLog
-from hypera_nnunet.safeguards import RollbackGuard
+from hypera_nnunet.control.coordinator import Coordinator
+from hypera_nnunet.control.decision_log import DecisionLog
+from hypera_nnunet.control.safeguards import RollbackGuard
 
 GOLDEN = Path(__file__).parent / "data" / "golden_decisions.json"
 SIX = ["learning_rate", "loss", "batch_size", "augmentation", "regularization", "optimization"]

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from hypera_nnunet.config import SafeguardConfig
-from hypera_nnunet.safeguards import RollbackGuard, TrustTracker
+from hypera_nnunet.control.safeguards import RollbackGuard, TrustTracker
 
 
 def test_trust_grows_with_a_positive_record_and_halves_on_rollback():

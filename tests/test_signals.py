@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from hypera_nnunet.signals import N_BASE_FEATURES, Signals
+from hypera_nnunet.control.signals import N_BASE_FEATURES, Signals
 
 
 def test_features_exact_values():

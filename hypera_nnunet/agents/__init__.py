@@ -1,18 +1,25 @@
-"""The six hyperparameter agents, by config name."""
+"""The hyperparameter agents, registered by config name (:data:`AGENTS`).
 
-from hypera_nnunet.agents.augmentation import AugmentationAgent
-from hypera_nnunet.agents.base import Hook, HyperparameterAgent, Proposal, learn_together
-from hypera_nnunet.agents.batch_size import BatchSizeAgent
-from hypera_nnunet.agents.learning_rate import LearningRateAgent
-from hypera_nnunet.agents.loss_weights import LossFunctionAgent
-from hypera_nnunet.agents.optimization import OptimizationAgent
-from hypera_nnunet.agents.regularization import RegularizationAgent
+Every module in this package is imported here; each agent class registers itself with
+``@register_agent``. A new agent is one new module (plus a knob module in
+:mod:`hypera_nnunet.nnunet.knobs` if it needs a new knob): see ``docs/architecture.md``.
+"""
 
-AGENTS: dict[str, type[HyperparameterAgent]] = {
-    cls.name: cls
-    for cls in (LearningRateAgent, LossFunctionAgent, BatchSizeAgent, AugmentationAgent, RegularizationAgent,
-                OptimizationAgent)
-}
+import importlib
+import pkgutil
 
-__all__ = ["AGENTS", "Hook", "HyperparameterAgent", "Proposal", "learn_together", "LearningRateAgent",
-           "LossFunctionAgent", "BatchSizeAgent", "AugmentationAgent", "RegularizationAgent", "OptimizationAgent"]
+from hypera_nnunet.agents.base import AGENTS, Hook, HyperparameterAgent, Proposal, learn_together, register_agent
+
+for _m in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_m.name}")
+
+from hypera_nnunet.agents.augmentation import AugmentationAgent  # noqa: E402
+from hypera_nnunet.agents.batch_size import BatchSizeAgent  # noqa: E402
+from hypera_nnunet.agents.learning_rate import LearningRateAgent  # noqa: E402
+from hypera_nnunet.agents.loss_weights import LossFunctionAgent  # noqa: E402
+from hypera_nnunet.agents.optimization import OptimizationAgent  # noqa: E402
+from hypera_nnunet.agents.regularization import RegularizationAgent  # noqa: E402
+
+__all__ = ["AGENTS", "Hook", "HyperparameterAgent", "Proposal", "learn_together", "register_agent",
+           "LearningRateAgent", "LossFunctionAgent", "BatchSizeAgent", "AugmentationAgent", "RegularizationAgent",
+           "OptimizationAgent"]

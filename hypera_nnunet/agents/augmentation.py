@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from hypera_nnunet.agents.base import Hook, HyperparameterAgent
+from hypera_nnunet.agents.base import Hook, HyperparameterAgent, register_agent
 
 
 def gap_change(signals) -> float:
@@ -21,6 +21,7 @@ def gap_change(signals) -> float:
     return -((va[-1] - tr[-1]) - (va[-2] - tr[-2]))
 
 
+@register_agent
 class AugmentationAgent(HyperparameterAgent):
     name = "augmentation"
     hook = Hook.EPOCH_START

@@ -4,7 +4,11 @@ An agent owns one SAC learner and a replay buffer. It never touches the trainer:
 log-multipliers for the knobs it controls (``log(value / nnU-Net's value)``), and the coordinator
 resolves, bounds and applies them through :mod:`hypera_nnunet.nnunet.knobs`. A log-multiplier of 0
 is nnU-Net's own behaviour; the action box is centred on 0, and the policy's mean head starts at
-zero, so a fresh agent's deterministic action is exactly nnU-Net's schedule and weights.
+zero, so a fresh agent's *deterministic* action is nnU-Net's schedule and weights. While it explores
+(the first ``exploration.explore_until`` of training, then with less noise until ``exploit_until``),
+its sampled actions are not: a fresh run is nnU-Net's own only in ``shadow`` mode or when frozen.
+
+The coordinator talks to an agent only through this class's methods; it never reaches into the learner.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hypera_nnunet.config import AgentSettings, LearningConfig
 from hypera_nnunet.rl import SAC, PrioritizedReplayBuffer, ReplayBuffer, RunningZScore, SACConfig
 from hypera_nnunet.rl.batched import update_together
+from hypera_nnunet.settings import AgentSettings, LearningConfig
 
 
 class Hook(str, enum.Enum):
@@ -33,12 +37,22 @@ class Hook(str, enum.Enum):
 class Proposal:
     """One agent's wish for one knob, in log-multiplier units."""
 
-    agent: str
     knob: str
     value: float
     confidence: float
     priority: int
     max_step: float
+
+
+AGENTS: dict[str, type[HyperparameterAgent]] = {}
+
+
+def register_agent(cls: type[HyperparameterAgent]) -> type[HyperparameterAgent]:
+    """Class decorator: make the agent available as ``agents: {<cls.name>: ...}`` in the configuration."""
+    if cls.name in AGENTS:
+        raise ValueError(f"agent '{cls.name}' is registered twice")
+    AGENTS[cls.name] = cls
+    return cls
 
 
 class HyperparameterAgent:
@@ -69,9 +83,10 @@ class HyperparameterAgent:
         self.buffer = buf_cls(learning.buffer_size, obs_dim, act_dim, seed=seed + 1)
         self.special_norm = RunningZScore()
         self.pending: list[dict] = []  # {"obs", "action"} of this epoch's decisions, waiting for the reward
-        self.last_reward: float | None = None
-        self.rewards: list[float] = []
         self.decisions = 0
+
+    #: > 0: also re-decide every N training iterations within the epoch (the learning-rate agent's option)
+    every_n_iterations: int = 0
 
     @classmethod
     def wanted_knobs(cls, settings: AgentSettings) -> tuple[str, ...]:
@@ -92,12 +107,21 @@ class HyperparameterAgent:
         b = self.bound * self.trust
         self.sac.set_bounds([-b] * len(self.knobs), [b] * len(self.knobs))
 
+    def set_target_entropy(self, value: float) -> None:
+        """SAC's entropy target for the temperature update (annealed by the coordinator)."""
+        self.sac.target_entropy = float(value)
+
+    @property
+    def updates(self) -> int:
+        """SAC updates done so far."""
+        return self.sac.n_updates
+
     def act(self, obs: np.ndarray, deterministic: bool, noise_scale: float = 1.0) -> np.ndarray:
         self.decisions += 1
         return self.sac.act(obs, deterministic=deterministic, noise_scale=noise_scale)
 
     def propose(self, action: np.ndarray) -> list[Proposal]:
-        return [Proposal(self.name, k, float(a), self.trust, self.settings.priority, self.settings.max_step)
+        return [Proposal(k, float(a), self.trust, self.settings.priority, self.settings.max_step)
                 for k, a in zip(self.knobs, action)]
 
     def remember(self, obs: np.ndarray, executed: np.ndarray) -> None:
@@ -128,7 +152,7 @@ class HyperparameterAgent:
             "name": self.name, "knobs": list(self.knobs), "sac": self.sac.state_dict(copy_tensors),
             "trust": self.trust,
             "special_norm": self.special_norm.state_dict(), "pending": self.pending,
-            "rewards": list(self.rewards), "decisions": self.decisions,
+            "decisions": self.decisions,
         }
         if with_buffer:
             state["buffer"] = self.buffer.state_dict()
@@ -143,10 +167,33 @@ class HyperparameterAgent:
         self.set_trust(state["trust"])
         self.special_norm.load_state_dict(state["special_norm"])
         self.pending = list(state["pending"] or [])
-        self.rewards = list(state["rewards"])
         self.decisions = int(state["decisions"])
         if "buffer" in state:
             self.buffer.load_state_dict(state["buffer"])
+
+
+    def policy_state(self) -> dict:
+        """What transfer needs (``policies.pt``): the knobs, the observation size, networks and temperature."""
+        return {"knobs": list(self.knobs), "obs_dim": self.sac.obs_dim, "sac": self.sac.state_dict()}
+
+    def load_policy(self, policy: dict, source: str) -> None:
+        """Load :meth:`policy_state` of an earlier run (networks and temperature only).
+
+        :param source: the file it came from, named in errors."""
+        if list(policy["knobs"]) != list(self.knobs):
+            raise ValueError(f"{source}: agent '{self.name}' was saved with knobs {policy['knobs']}, this run has "
+                             f"{list(self.knobs)}")
+        saved = policy.get("obs_dim", _obs_dim_of(policy["sac"]))
+        if saved != self.sac.obs_dim:
+            raise ValueError(f"{source}: agent '{self.name}' was saved with observation size {saved}, this run has "
+                             f"{self.sac.obs_dim} (a different set of knobs in the trainer)")
+        self.sac.load_state_dict(policy["sac"], policy_only=True)
+
+
+def _obs_dim_of(sac_state: dict) -> int | None:
+    """The observation size of a saved actor (its first layer's input width), for files without ``obs_dim``."""
+    first = next((v for k, v in sac_state["actor"].items() if k.endswith("weight")), None)
+    return None if first is None else int(first.shape[1])
 
 
 def learn_together(agents: Sequence[HyperparameterAgent]) -> dict[str, dict]:

@@ -12,18 +12,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hypera_nnunet.agents.base import Hook, HyperparameterAgent
-from hypera_nnunet.config import AgentSettings
+from hypera_nnunet.agents.base import Hook, HyperparameterAgent, register_agent
+from hypera_nnunet.settings import AgentSettings, Rule, SettingError, setting
 
 
 @dataclass(frozen=True)
 class BatchSizeSettings(AgentSettings):
-    """``min_batch_size``; ``max_batch_size`` (None: the plans' batch size)."""
+    """:param min_batch_size: the smallest batch (an integer >= 1).
+    :param max_batch_size: the memory bound (an integer >= min_batch_size; None: the plans' batch size)."""
 
-    min_batch_size: int = 2
-    max_batch_size: int | None = None
+    min_batch_size: int = setting(2, Rule("int", ge=1))
+    max_batch_size: int | None = setting(None, Rule("int", ge=1, optional=True))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_batch_size is not None and self.min_batch_size > self.max_batch_size:
+            raise SettingError("min_batch_size", self.min_batch_size,
+                               f"<= max_batch_size ({self.max_batch_size})")
 
 
+@register_agent
 class BatchSizeAgent(HyperparameterAgent):
     name = "batch_size"
     hook = Hook.EPOCH_START

@@ -15,17 +15,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hypera_nnunet.agents.base import Hook, HyperparameterAgent
-from hypera_nnunet.config import AgentSettings
+from hypera_nnunet.agents.base import Hook, HyperparameterAgent, register_agent
+from hypera_nnunet.settings import AgentSettings, Rule, setting
 
 
 @dataclass(frozen=True)
 class LossSettings(AgentSettings):
-    """``deep_supervision``: also adjust the deep-supervision weight decay."""
+    """:param deep_supervision: also adjust the deep-supervision weight decay (true or false)."""
 
-    deep_supervision: bool = False
+    deep_supervision: bool = setting(False, Rule("bool"))
 
 
+@register_agent
 class LossFunctionAgent(HyperparameterAgent):
     name = "loss"
     hook = Hook.EPOCH_START

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
-from hypera_nnunet.agents.base import Hook, HyperparameterAgent
+from hypera_nnunet.agents.base import Hook, HyperparameterAgent, register_agent
 
 
+@register_agent
 class OptimizationAgent(HyperparameterAgent):
     name = "optimization"
     hook = Hook.EPOCH_START

@@ -10,9 +10,10 @@
 from __future__ import annotations
 
 from hypera_nnunet.agents.augmentation import gap_change
-from hypera_nnunet.agents.base import Hook, HyperparameterAgent
+from hypera_nnunet.agents.base import Hook, HyperparameterAgent, register_agent
 
 
+@register_agent
 class RegularizationAgent(HyperparameterAgent):
     name = "regularization"
     hook = Hook.AFTER_VALIDATION

@@ -1,196 +1,104 @@
-"""The coordinator: schedules agents at their hooks, keeps one shared state, resolves conflicts,
-shares rewards, anneals exploration, applies safeguards, and writes one decision line per epoch.
+"""The coordinator: runs the agents of one HYPERA run at nnU-Net's hooks.
 
-The trainer calls ``super()`` and then the coordinator; the coordinator never imports nnU-Net. It
-talks to the trainer through a *knob set*: an object with ``names`` (the available knobs),
-``apply(name, log_multiplier) -> executed log_multiplier`` and ``value(name)`` (the real value).
+Orchestration only. It schedules each agent at its hook, builds one shared state from nnU-Net's
+signals (:mod:`.signals`), resolves conflicting proposals with the configured strategy
+(:mod:`.strategies`), applies rate limits and bounds, shapes rewards (:mod:`.rewards`), anneals
+exploration (:mod:`.schedule`), rolls back through the guard (:mod:`.safeguards`), and writes one
+decision line per epoch (:mod:`.decision_log`), with its time accounting (:mod:`.timing`).
+
+The trainer calls ``super()`` and then the coordinator; the coordinator never imports nnU-Net and
+talks to the trainer only through a :class:`~.knobset.KnobSet`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-import torch
 
 from hypera_nnunet.agents import AGENTS, Hook, HyperparameterAgent, Proposal, learn_together
-from hypera_nnunet.config import HyperaConfig
-from hypera_nnunet.rl import RunningZScore
-from hypera_nnunet.safeguards import RollbackGuard, TrustTracker
-from hypera_nnunet.signals import N_BASE_FEATURES, Signals
+from hypera_nnunet.control.decision_log import DecisionLog, fingerprint
+from hypera_nnunet.control.knobset import KnobSet
+from hypera_nnunet.control.rewards import RewardShaper
+from hypera_nnunet.control.safeguards import RollbackGuard, TrustTracker
+from hypera_nnunet.control.schedule import exploration_phase, target_entropy
+from hypera_nnunet.control.signals import N_BASE_FEATURES, Signals
+from hypera_nnunet.control.strategies import resolve
+from hypera_nnunet.control.timing import Timings, single_thread
+from hypera_nnunet.errors import ConfigError
+from hypera_nnunet.settings import HyperaConfig
 
-
-@contextlib.contextmanager
-def single_thread():
-    """Run the agents' tiny networks on one thread. With several threads, each small op waits for
-    OpenMP workers, and on a busy machine (nnU-Net's dataloaders, other jobs) the waits dominate: we
-    measured 100 ms instead of ~2 ms per SAC update on a loaded 2-core machine."""
-    old = torch.get_num_threads()
-    if old == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def fingerprint(state) -> str:
-    """A short hash of a nested state (tensors, arrays, scalars): equal states, equal fingerprints."""
-    import hashlib
-
-    h = hashlib.sha256()
-
-    def feed(x):
-        if isinstance(x, dict):
-            for k in sorted(x, key=str):
-                h.update(str(k).encode())
-                feed(x[k])
-        elif isinstance(x, (list, tuple)):
-            h.update(b"[")
-            for v in x:
-                feed(v)
-            h.update(b"]")
-        elif torch.is_tensor(x):
-            h.update(x.detach().cpu().contiguous().numpy().tobytes())
-        elif isinstance(x, np.ndarray):
-            h.update(np.ascontiguousarray(x).tobytes())
-        else:
-            h.update(repr(x).encode())
-
-    feed(state)
-    return h.hexdigest()[:16]
-
-
-def resolve(proposals: list[Proposal], strategy: str) -> float:
-    """Combine proposals for one knob (log-multiplier units).
-
-    * ``weighted_average``: sum of ``confidence * value`` over the sum of confidences.
-    * ``priority``: the value of the highest-priority proposal (the first one on ties).
-    * ``consensus``: if all proposals move the same way, the smallest move; otherwise 0 (nnU-Net's value).
-    """
-    if not proposals:
-        raise ValueError("no proposal to resolve")
-    if len(proposals) == 1:
-        return proposals[0].value
-    if strategy == "weighted_average":
-        w = sum(p.confidence for p in proposals)
-        if w <= 0:
-            return sum(p.value for p in proposals) / len(proposals)
-        return sum(p.confidence * p.value for p in proposals) / w
-    if strategy == "priority":
-        return max(enumerate(proposals), key=lambda ip: (ip[1].priority, -ip[0]))[1].value
-    if strategy == "consensus":
-        signs = {int(np.sign(p.value)) for p in proposals if p.value != 0}
-        if len(signs) > 1:
-            return 0.0
-        return min((p.value for p in proposals), key=abs)
-    raise ValueError(f"unknown strategy {strategy!r}")
-
-
-def exploration_phase(progress: float, config) -> tuple[str, float]:
-    """``(phase, noise_scale)``: explore (1.0), exploit (``exploit_noise``), fine_tune (deterministic)."""
-    if progress < config.explore_until:
-        return "explore", 1.0
-    if progress < config.exploit_until:
-        return "exploit", config.exploit_noise
-    return "fine_tune", 0.0
-
-
-class DecisionLog:
-    """``decisions.jsonl``: one JSON line per epoch, appended and flushed. Only rank 0 writes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def truncate_from(self, epoch: int) -> None:
-        """On resume: keep the lines of epochs before ``epoch`` (and drop a torn last line)."""
-        if not self.path.is_file():
-            return
-        keep = []
-        for line in self.path.read_text().splitlines():
-            try:
-                if json.loads(line)["epoch"] < epoch:
-                    keep.append(line)
-            except (json.JSONDecodeError, KeyError):
-                continue
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(k + "\n" for k in keep))
-        os.replace(tmp, self.path)
-
-    def append(self, record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record, default=_json_default, allow_nan=True) + "\n")
-            f.flush()
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+#: each agent's seed is ``seed * SEED_STRIDE + AGENT_SEED_STEP * index`` (its generators are its own)
+SEED_STRIDE = 1000
+AGENT_SEED_STEP = 17
 
 
 class Coordinator:
-    """Runs the agents of one HYPERA run."""
+    """Runs the agents of one HYPERA run.
 
-    def __init__(self, config: HyperaConfig, knobs, num_epochs: int, log: DecisionLog | None = None,
-                 guard: RollbackGuard | None = None, broadcast: Callable | None = None) -> None:
+    :param config: the run's effective configuration.
+    :param knobs: the trainer's knobs.
+    :param num_epochs: the run's epochs (progress, exploration phases and the terminal flag).
+    :param log: where decision lines go (None: not written, e.g. on ranks other than 0).
+    :param guard: rollback of the trainer's network and optimizer (None: no rollback).
+    :param broadcast: under DDP, returns rank 0's copy of what it is given on every rank (knob values and
+        the rollback verdict); None: one process.
+    :param on_event: called with one line for each rollback, switch-off and phase change (the
+        trainer writes them to nnU-Net's training log).
+    """
+
+    def __init__(self, config: HyperaConfig, knobs: KnobSet, num_epochs: int, log: DecisionLog | None = None,
+                 guard: RollbackGuard | None = None, broadcast: Callable | None = None,
+                 on_event: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.knobs = knobs
         self.num_epochs = num_epochs
         self.log = log
         self.guard = guard
-        self.broadcast = broadcast  # DDP: rank 0 decides, the others receive (None: single process)
+        self.broadcast = broadcast
+        self.on_event = on_event or (lambda line: None)
         self.frozen = config.transfer.mode == "frozen"
+        self.knob_order = tuple(knobs.names)
         self.agents: list[HyperparameterAgent] = []
         self.skipped: dict[str, str] = {}
-        self.knob_order = tuple(knobs.names)
         obs_dim = N_BASE_FEATURES + len(self.knob_order)
         for i, (name, settings) in enumerate(config.agents.items()):
             cls = AGENTS[name]
             wanted = cls.wanted_knobs(settings)
+            unknown = [k for k in wanted if k not in knobs.registered]
+            if unknown:
+                raise ConfigError(f"agent '{name}' names unknown knob(s) {unknown}; registered knobs: "
+                                  f"{', '.join(knobs.registered)}")
             available = tuple(k for k in wanted if k in self.knob_order)
             if not available:
                 self.skipped[name] = f"none of its knobs {wanted} exists in this trainer"
                 continue
             self.agents.append(cls(settings, obs_dim, knobs=available, learning=config.learning,
-                                   seed=config.seed * 1000 + 17 * i))
+                                   seed=config.seed * SEED_STRIDE + AGENT_SEED_STEP * i))
         self.trust = {a.name: TrustTracker(config.safeguards) for a in self.agents}
         for a in self.agents:
             a.set_trust(self.trust[a.name].level)
-        self.shared_norm = RunningZScore()
+        self.shaper = RewardShaper(config.safeguards)
         self.log_m: dict[str, float] = {k: 0.0 for k in self.knob_order}  # current log-multipliers
         self.good_log_m = dict(self.log_m)
-        self.grad_history: list[float] = []
         self.last_grad_norms: list[float] = []  # the last finished epoch's, for the next epoch-start state
         self.consecutive_rollbacks = 0
         self.disabled = False
-        self.timings: dict[str, float] = defaultdict(float)
+        self.timings = Timings()
         self.record: dict = {}
-        # the last decision line's fingerprint_end: nothing changes the state between an epoch's end and the
-        # next epoch's start, so the next fingerprint_start reuses it (one 3-ms hash per epoch saved,
-        # benchmarks/agent_step_time.py)
+        self._phase: str | None = None
+        # the last line's fingerprint_end: nothing changes the state between an epoch's end and the next
+        # epoch's start, so the next fingerprint_start reuses it (one hash per epoch saved)
         self._end_fingerprint: str | None = None
 
-    # ---- helpers -------------------------------------------------------------------------------
     @property
     def learning_enabled(self) -> bool:
         return not (self.frozen or self.config.shadow or self.disabled)
 
-    def _timed(self, key: str, t0: float) -> None:
-        self.timings[key] += time.perf_counter() - t0
-
+    # ---- deciding and applying -----------------------------------------------------------------
     def _apply_all(self, values: dict[str, float]) -> dict[str, float]:
         """Apply log-multipliers (nnU-Net's value when shadow or disabled); return what was executed."""
         if self.broadcast is not None:
@@ -202,35 +110,35 @@ class Coordinator:
         self.log_m.update(executed)
         return executed
 
+    def _targets(self, proposals: dict[str, list[Proposal]]) -> dict[str, float]:
+        """One value per knob: the strategy's, then the strictest rate limit among the proposers."""
+        targets = {}
+        for knob, props in proposals.items():
+            step = min(p.max_step for p in props)
+            cur = self.log_m[knob]
+            targets[knob] = float(np.clip(resolve(props, self.config.strategy), cur - step, cur + step))
+        return targets
+
     def _decide(self, hook: Hook, signals: Signals, agents: list[HyperparameterAgent] | None = None) -> None:
         agents = [a for a in self.agents if a.hook == hook] if agents is None else agents
         obs = signals.features(self.log_m, self.knob_order)
         phase, noise = exploration_phase(signals.progress, self.config.exploration)
+        self._note_phase(phase, signals.epoch)
         deterministic = self.frozen or phase == "fine_tune"
-        ex = self.config.exploration
         proposals: dict[str, list[Proposal]] = defaultdict(list)
         raw = {}
         for a in agents:
-            t0 = time.perf_counter()
-            frac = signals.progress
-            a.sac.target_entropy = -len(a.knobs) * (ex.entropy_start + (ex.entropy_end - ex.entropy_start) * frac)
-            action = a.act(obs, deterministic=deterministic, noise_scale=noise)
-            raw[a.name] = action.tolist()
-            for p in a.propose(action):
-                proposals[p.knob].append(p)
-            self._timed(a.name, t0)
-        t0 = time.perf_counter()
-        targets = {}
-        for knob, props in proposals.items():
-            v = resolve(props, self.config.strategy)
-            step = min(p.max_step for p in props)
-            cur = self.log_m[knob]
-            targets[knob] = float(np.clip(v, cur - step, cur + step))
-        executed = self._apply_all(targets)
-        if self.learning_enabled:
-            for a in agents:
-                a.remember(obs, np.array([executed[k] for k in a.knobs], dtype=np.float32))
-        self._timed("coordinator", t0)
+            with self.timings.timed(a.name):
+                a.set_target_entropy(target_entropy(len(a.knobs), signals.progress, self.config.exploration))
+                action = a.act(obs, deterministic=deterministic, noise_scale=noise)
+                raw[a.name] = action.tolist()
+                for p in a.propose(action):
+                    proposals[p.knob].append(p)
+        with self.timings.timed("coordinator"):
+            executed = self._apply_all(self._targets(proposals))
+            if self.learning_enabled:
+                for a in agents:
+                    a.remember(obs, np.array([executed[k] for k in a.knobs], dtype=np.float32))
         if hook == Hook.ITERATION:
             for name, act in raw.items():
                 self.record.setdefault("iteration_actions", {}).setdefault(name, []).append(act)
@@ -238,11 +146,19 @@ class Coordinator:
             self.record.setdefault("actions", {}).update(raw)
         self.record.setdefault("phase", phase)
 
-    # ---- hooks called by the trainer ----------------------------------------------------------
+    def _note_phase(self, phase: str, epoch: int) -> None:
+        if phase != self._phase:
+            if self._phase is not None:
+                self.on_event(f"HYPERA: epoch {epoch}: exploration phase {self._phase} -> {phase}")
+            self._phase = phase
+
+    # ---- hooks called by the trainer ------------------------------------------------------------
     def on_train_start(self, start_epoch: int = 0) -> None:
         self._end_fingerprint = None
         if self.log is not None:
-            self.log.truncate_from(start_epoch)
+            msg = self.log.truncate_from(start_epoch).message(self.log.path)
+            if msg:
+                self.on_event(msg)
         for a in self.agents:
             a.on_train_start(self)
         if self.guard is not None and self.guard.snapshot_state is None:
@@ -252,25 +168,20 @@ class Coordinator:
     def on_epoch_start(self, signals: Signals) -> None:
         """After nnU-Net's on_train_epoch_start: LR, loss, batch size, augmentation, optimizer agents."""
         with single_thread():
-            self._on_epoch_start(signals)
-
-    def _on_epoch_start(self, signals: Signals) -> None:
-        self.timings = defaultdict(float)
-        t0 = time.perf_counter()
-        fp = self._end_fingerprint or fingerprint(self.state_dict(copy_tensors=False))
-        self.record = {"epoch": signals.epoch, "fingerprint_start": fp}
-        self._timed("coordinator", t0)
-        if self.disabled:
-            self._apply_all({})
-            return
-        self._decide(Hook.EPOCH_START, signals)
+            self.timings.reset()
+            with self.timings.timed("coordinator"):
+                fp = self._end_fingerprint or fingerprint(self.state_dict(copy_tensors=False))
+                self.record = {"epoch": signals.epoch, "fingerprint_start": fp}
+            if self.disabled:
+                self._apply_all({})
+                return
+            self._decide(Hook.EPOCH_START, signals)
 
     def iteration_agents(self, iteration: int) -> list[HyperparameterAgent]:
         """Agents that re-decide before training iteration ``iteration`` (1-based within the epoch)."""
         if self.disabled or iteration <= 0:
             return []
-        return [a for a in self.agents if getattr(a, "every_n_iterations", 0) > 0
-                and iteration % a.every_n_iterations == 0]
+        return [a for a in self.agents if a.every_n_iterations > 0 and iteration % a.every_n_iterations == 0]
 
     def on_iteration(self, iteration: int, signals: Signals) -> None:
         """Within the epoch, before an optimizer step: the learning-rate agent's iteration decisions."""
@@ -280,101 +191,82 @@ class Coordinator:
                 self._decide(Hook.ITERATION, signals, agents)
 
     def on_epoch_end(self, signals: Signals, extra_s: dict[str, float] | None = None) -> bool:
-        """After validation. Rewards, learning, rollback, after-validation agents, the decision line.
+        """After validation: rollback check, rewards, learning, after-validation agents, the decision line.
 
-        ``extra_s``: seconds the trainer spent on HYPERA's behalf outside the coordinator since the last
-        decision line (gradient norms, state signals, plots); they go into ``overhead_s`` and its total.
-        Returns True when the trainer's state was rolled back to the last good epoch.
+        :param signals: the epoch's signals, validation included.
+        :param extra_s: seconds the trainer spent on HYPERA's behalf outside the coordinator since the last
+            decision line (gradient norms, state signals, plots); they go into ``overhead_s`` and its total.
+        :returns: True when the trainer's state was rolled back to the last good epoch.
         """
         for k, v in (extra_s or {}).items():
-            self.timings[k] += float(v)
+            self.timings.add(k, v)
         with single_thread():
-            return self._on_epoch_end(signals)
+            t0, timed0 = time.perf_counter(), self.timings.total()
+            rolled_back, reason = self._safeguard(signals)
+            self.last_grad_norms = list(signals.grad_norms)
+            rewards = self.shaper.rewards(signals, self.agents, self.log_m, rolled_back)
+            self._complete(signals, rewards, rolled_back)
+            stats = {}
+            if self.learning_enabled:
+                with self.timings.timed("learn"):
+                    stats = {name: {k: round(v, 5) for k, v in out.items()}
+                             for name, out in learn_together(self.agents).items()}
+            if not self.disabled:
+                self._decide(Hook.AFTER_VALIDATION, signals)
+            self._finish_record(signals, rewards, reason if rolled_back else None, stats)
+            # the coordinator's own share: this hook's time not already attributed by the sections timed inside
+            self.timings.add("coordinator", time.perf_counter() - t0 - (self.timings.total() - timed0))
+            self.record["overhead_s"] = self.timings.record(self.knobs.pop_extra_timings())
+            if self.log is not None:
+                self.log.append(self.record)
+        return rolled_back
 
-    def _timed_total(self) -> float:
-        return sum(self.timings.values())
-
-    def _on_epoch_end(self, signals: Signals) -> bool:
-        t0, timed0 = time.perf_counter(), self._timed_total()
+    def _safeguard(self, signals: Signals) -> tuple[bool, str | None]:
+        """Roll back when the guard finds the epoch bad; switch the agents off after repeated rollbacks."""
         self.record.setdefault("epoch", signals.epoch)
         self.record["values"] = {k: self.knobs.value(k) for k in self.knob_order}
         self.record["multipliers"] = {k: round(math.exp(v), 6) for k, v in self.log_m.items()}
         ema = signals.ema_dice[-1] if signals.ema_dice else None
-        reason = self.guard.reason(signals.finite, ema) if self.guard is not None and self.config.safeguards.rollback \
-            else None
-        rolled_back = False
-        if reason is not None and self.guard is not None and self.guard.restore():
-            rolled_back = True
-            self.consecutive_rollbacks += 1
-            self._apply_all(self.good_log_m)
-            for a in self.agents:
-                self.trust[a.name].penalise()
-                a.set_trust(self.trust[a.name].level)
-            if self.consecutive_rollbacks >= self.config.safeguards.max_consecutive_rollbacks:
-                self.disabled = True
-                self._apply_all({})
-        else:
+        reason = self.guard.reason(signals.finite, ema) \
+            if self.guard is not None and self.config.safeguards.rollback else None
+        if self.broadcast is not None:  # DDP: rank 0's verdict, so that every rank rolls back together
+            reason = self.broadcast(reason)
+        if reason is None or not self.guard.restore():
             self.consecutive_rollbacks = 0
             if self.guard is not None and ema is not None and math.isfinite(ema):
                 self.guard.accept(ema)
             self.good_log_m = dict(self.log_m)
-        self.last_grad_norms = list(signals.grad_norms)
-        rewards = self._rewards(signals, rolled_back)
+            return False, reason
+        self.consecutive_rollbacks += 1
+        self._apply_all(self.good_log_m)
+        for a in self.agents:
+            a.set_trust(self.trust[a.name].penalise())
+        self.on_event(f"HYPERA: epoch {signals.epoch}: rolled back to the last good epoch ({reason})")
+        if self.consecutive_rollbacks >= self.config.safeguards.max_consecutive_rollbacks and not self.disabled:
+            self.disabled = True
+            self._apply_all({})
+            self.on_event(f"HYPERA: epoch {signals.epoch}: agents switched off after {self.consecutive_rollbacks} "
+                          "consecutive rollbacks; nnU-Net's own settings from now on")
+        return True, reason
+
+    def _complete(self, signals: Signals, rewards: dict[str, float], rolled_back: bool) -> None:
         next_obs = signals.features(self.log_m, self.knob_order)
         for a in self.agents:
-            ta = time.perf_counter()
-            if a.pending:
-                a.complete(rewards[a.name], next_obs, done=signals.epoch + 1 >= self.num_epochs)
-                a.rewards.append(rewards[a.name])
-                if not rolled_back:
-                    a.set_trust(self.trust[a.name].update(rewards[a.name]))
-            self._timed(a.name, ta)
-        stats = {}
-        if self.learning_enabled:
-            ta = time.perf_counter()
-            stats = {name: {k: round(v, 5) for k, v in out.items()}
-                     for name, out in learn_together(self.agents).items()}
-            self._timed("learn", ta)
-        if not self.disabled:
-            self._decide(Hook.AFTER_VALIDATION, signals)
+            with self.timings.timed(a.name):
+                if a.pending:
+                    a.complete(rewards[a.name], next_obs, done=signals.epoch + 1 >= self.num_epochs)
+                    if not rolled_back:
+                        a.set_trust(self.trust[a.name].update(rewards[a.name]))
+
+    def _finish_record(self, signals: Signals, rewards: dict[str, float], rollback: str | None, stats: dict) -> None:
         self.record.update(
             rewards={a.name: rewards[a.name] for a in self.agents}, trust={a.name: a.trust for a in self.agents},
-            rollback=reason if rolled_back else None, applied=not (self.config.shadow or self.disabled),
+            rollback=rollback, applied=not (self.config.shadow or self.disabled),
             learning=stats, state=signals.summary(), next_values={k: self.knobs.value(k) for k in self.knob_order},
-            agent_state={a.name: {"buffer": len(a.buffer), "updates": a.sac.n_updates, "decisions": a.decisions}
+            agent_state={a.name: {"buffer": len(a.buffer), "updates": a.updates, "decisions": a.decisions}
                          for a in self.agents},
         )
         self.record["fingerprint_end"] = self._end_fingerprint = fingerprint(self.state_dict(copy_tensors=False))
-        # the coordinator's own share: this hook's time not already attributed by the sections timed inside it
-        self.timings["coordinator"] += time.perf_counter() - t0 - (self._timed_total() - timed0)
-        self.record["overhead_s"] = {k: round(v, 6) for k, v in self.timings.items()}
-        self.record["overhead_s"]["total"] = round(sum(self.timings.values()), 6)
-        if hasattr(self.knobs, "pop_extra_timings"):  # included in 'coordinator' and 'total' already
-            self.record["overhead_s"].update({k: round(v, 6) for k, v in self.knobs.pop_extra_timings().items()})
-        if self.log is not None:
-            self.log.append(self.record)
-        return rolled_back
-
-    def _rewards(self, signals: Signals, rolled_back: bool) -> dict[str, float]:
-        sg = self.config.safeguards
-        if rolled_back:
-            return {a.name: sg.rollback_penalty for a in self.agents}
-        if not signals.finite:
-            return {a.name: sg.nan_penalty for a in self.agents}
-        ema = signals.ema_dice
-        shared = self.shared_norm(ema[-1] - ema[-2] if len(ema) >= 2 else 0.0)
-        g_max = max(signals.grad_norms) if signals.grad_norms else 0.0
-        if self.grad_history and g_max > sg.explode_factor * float(np.median(self.grad_history)):
-            shared += sg.explode_penalty
-        if signals.grad_norms:
-            self.grad_history.append(float(np.mean(signals.grad_norms)))
-        out = {}
-        for a in self.agents:
-            special = a.special_norm(a.specialised_reward(signals))
-            prior = float(np.mean([(self.log_m[k] / a.bound) ** 2 for k in a.knobs]))
-            s = a.settings.share
-            out[a.name] = float(s * shared + (1 - s) * special - sg.prior_weight * prior)
-        return out
 
     def on_train_end(self) -> None:
         for a in self.agents:
@@ -385,8 +277,8 @@ class Coordinator:
         return {
             "agents": {a.name: a.state_dict(copy_tensors=copy_tensors) for a in self.agents},
             "trust": {k: t.state_dict() for k, t in self.trust.items()},
-            "shared_norm": self.shared_norm.state_dict(), "log_m": dict(self.log_m),
-            "good_log_m": dict(self.good_log_m), "grad_history": list(self.grad_history),
+            "shared_norm": self.shaper.shared_norm.state_dict(), "log_m": dict(self.log_m),
+            "good_log_m": dict(self.good_log_m), "grad_history": list(self.shaper.grad_history),
             "last_grad_norms": list(self.last_grad_norms),
             "consecutive_rollbacks": self.consecutive_rollbacks, "disabled": self.disabled,
             "guard": self.guard.state_dict() if self.guard is not None else None,
@@ -401,10 +293,10 @@ class Coordinator:
             a.load_state_dict(state["agents"][a.name])
         for k, t in self.trust.items():
             t.load_state_dict(state["trust"][k])
-        self.shared_norm.load_state_dict(state["shared_norm"])
+        self.shaper.shared_norm.load_state_dict(state["shared_norm"])
         self.log_m.update(state["log_m"])
         self.good_log_m = dict(state["good_log_m"])
-        self.grad_history = list(state["grad_history"])
+        self.shaper.grad_history = list(state["grad_history"])
         self.last_grad_norms = list(state.get("last_grad_norms", []))
         self.consecutive_rollbacks = int(state["consecutive_rollbacks"])
         self.disabled = bool(state["disabled"])
@@ -413,19 +305,16 @@ class Coordinator:
 
     def policies(self) -> dict:
         """What transfer needs: each agent's networks and temperature, and the run's config."""
-        return {"config": self.config.to_dict(),
-                "agents": {a.name: {"knobs": list(a.knobs), "sac": a.sac.state_dict()} for a in self.agents}}
+        return {"config": self.config.to_dict(), "agents": {a.name: a.policy_state() for a in self.agents}}
 
     def load_policies(self, policies: dict, source: str) -> list[str]:
-        """Warm-start or freeze from :meth:`policies` of an earlier run; returns the agents loaded."""
+        """Warm-start or freeze from :meth:`policies` of an earlier run; returns the agents loaded.
+
+        :param source: the file they came from, named in errors."""
         loaded = []
         for a in self.agents:
             p = policies["agents"].get(a.name)
-            if p is None:
-                continue
-            if list(p["knobs"]) != list(a.knobs):
-                raise ValueError(f"{source}: agent '{a.name}' was saved with knobs {p['knobs']}, this run has "
-                                 f"{list(a.knobs)}")
-            a.sac.load_state_dict(p["sac"], policy_only=True)
-            loaded.append(a.name)
+            if p is not None:
+                a.load_policy(p, source)
+                loaded.append(a.name)
         return loaded

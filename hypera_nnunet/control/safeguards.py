@@ -1,6 +1,10 @@
 """Safeguards: conflict-free bounds live in the agents; here are rollback and trust.
 
 * :class:`RollbackGuard` keeps an in-memory copy of the last good network and optimizer state.
+  The snapshot owns its tensors, and a restore hands the trainer fresh copies of them: torch's
+  ``Optimizer.load_state_dict`` keeps the tensors it is given on the CPU (no copy), so restoring the
+  snapshot itself would let the next bad epoch write NaN into it, and every later rollback would
+  restore NaN.
   An epoch is bad when a loss or gradient norm is non-finite, or when nnU-Net's pseudo-Dice EMA
   falls more than ``rollback_dice_drop`` below its best. Then the trainer's state is restored, the
   knobs are reverted and the responsible actions are penalised.
@@ -16,10 +20,11 @@ from collections import deque
 
 import torch
 
-from hypera_nnunet.config import SafeguardConfig
+from hypera_nnunet.settings import SafeguardConfig
 
 
 def _to_cpu(obj):
+    """A deep copy on the CPU (tensors copied even when already there)."""
     if torch.is_tensor(obj):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
@@ -62,7 +67,7 @@ class RollbackGuard:
         if self.snapshot_state is None:
             return False
         for name, t in self.targets.items():
-            t.load_state_dict(self.snapshot_state[name])
+            t.load_state_dict(_to_cpu(self.snapshot_state[name]))  # a copy: the snapshot must never alias
         self.rollbacks += 1
         return True
 

@@ -39,7 +39,7 @@ def _cmd_fit(args) -> int:
     search = SearchSettings(population=args.population, iterations=args.iterations,
                             max_search_cases=args.max_search_cases)
     fit_refiner(folders, ref, output, dataset_json=args.dataset_json, plans_json=args.plans_json,
-                agents=args.agents, seed=args.seed, search=search,
+                steps=args.steps, seed=args.seed, search=search,
                 weights=RewardWeights(nsd_tolerance_mm=args.nsd_tolerance), min_gain=args.min_gain,
                 max_removed_fraction=args.max_removed_fraction, num_processes=args.np)
     return 0
@@ -59,14 +59,14 @@ def _path(value: str) -> Path:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``refine`` (with ``fit`` and ``apply``) to an argparse subparsers object."""
-    from hypera_nnunet.refine.agents import AGENT_ORDER
     from hypera_nnunet.refine.metrics import DEFAULT_NSD_TOLERANCE_MM
+    from hypera_nnunet.refine.steps import STEP_ORDER, canonical_name
 
-    r = subparsers.add_parser("refine", help="segmentation agents: refine nnU-Net's predictions from its saved "
-                                             "probabilities (fit on cross-validation, apply to predictions)")
+    r = subparsers.add_parser("refine", help="refine nnU-Net's predictions from its saved probabilities with tuned "
+                                             "postprocessing steps (fit on cross-validation, apply to predictions)")
     rsub = r.add_subparsers(dest="refine_command", required=True)
 
-    f = rsub.add_parser("fit", help="learn the agents on cross-validation predictions (nnUNetv2_train --npz) "
+    f = rsub.add_parser("fit", help="tune the refinement steps on cross-validation predictions (nnUNetv2_train --npz) "
                                     "against the ground truth; training mode")
     f.add_argument("-i", nargs="+", metavar="FOLDER", help="fold_X/validation folders (label maps, .npz, .pkl)")
     f.add_argument("-ref", metavar="GT_FOLDER", help="ground-truth label maps (nnU-Net: gt_segmentations)")
@@ -79,11 +79,13 @@ def register(subparsers) -> argparse.ArgumentParser:
                                                       "<model folder>/hypera_refiner.json)")
     f.add_argument("-dataset_json", type=_path, help="dataset.json (default: looked up next to the predictions)")
     f.add_argument("-plans_json", type=_path, help="plans.json (default: looked up next to the predictions)")
-    f.add_argument("--agents", nargs="+", default=list(AGENT_ORDER), choices=list(AGENT_ORDER),
-                   help="agents to fit (default: all). Only 'shape object': also writes an nnU-Net "
-                        "postprocessing.pkl")
+    f.add_argument("--steps", "--agents", dest="steps", nargs="+", type=canonical_name, metavar="STEP",
+                   default=list(STEP_ORDER),
+                   choices=list(STEP_ORDER),
+                   help=f"steps to tune, of {', '.join(STEP_ORDER)} (default: all; --agents and the old names are "
+                        "accepted). Only 'morphology components': also writes an nnU-Net postprocessing.pkl")
     f.add_argument("--population", type=int, default=8, help="CEM samples per iteration (default 8)")
-    f.add_argument("--iterations", type=int, default=3, help="CEM iterations per agent and class (default 3)")
+    f.add_argument("--iterations", type=int, default=3, help="CEM iterations per step and class (default 3)")
     f.add_argument("--max-search-cases", type=int, default=64,
                    help="cases the search scores candidates on (default 64); acceptance uses all")
     f.add_argument("--min-gain", type=float, default=0.0,

@@ -1,15 +1,19 @@
-"""``refine fit``: learn the agents on nnU-Net's cross-validation predictions against the ground truth.
+"""``refine fit``: tune the refinement steps on nnU-Net's cross-validation predictions against the ground truth.
 
 Inputs are ``fold_X/validation`` folders of ``nnUNetv2_train --npz`` (label maps, ``.npz`` probabilities and
 ``.pkl`` properties) and the reference folder nnU-Net evaluates them against
-(``$nnUNet_preprocessed/<dataset>/gt_segmentations``). Output: the refiner (JSON: the accepted actions per
-class, the settings, and the fit report with the metrics before and after per class), and, when only
-segmentation-only agents were used, an nnU-Net ``postprocessing.pkl`` with the same refinement.
+(``$nnUNet_preprocessed/<dataset>/gt_segmentations``). Output: the refiner (JSON: the accepted chain of tuned
+steps per class, the settings, and the fit report with the metrics before and after per class), and, when only
+segmentation-only steps were used, an nnU-Net ``postprocessing.pkl`` with the same refinement.
+
+Files that travel between users: the refiner is JSON, read back by ``refine apply`` without pickle. The
+``postprocessing.pkl`` is nnU-Net's own format (a pickle of function references, which nnU-Net's
+``nnUNetv2_apply_postprocessing`` loads with ``pickle``); it cannot be anything else for nnU-Net to use it, and
+``refine apply`` never reads it. Both are written atomically (:mod:`hypera_nnunet.common.atomic_io`).
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import pickle
 import re
@@ -17,12 +21,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from hypera_nnunet.common.atomic_io import atomic_write_bytes, atomic_write_json
 from hypera_nnunet.errors import HyperaError
 from hypera_nnunet.refine import io
-from hypera_nnunet.refine.agents import AGENT_ORDER
-from hypera_nnunet.refine.coordinator import FitCase, SegmentationAgentCoordinator
+from hypera_nnunet.refine.refiner import FitCase, Refiner
 from hypera_nnunet.refine.reward import RewardWeights
 from hypera_nnunet.refine.search import SearchSettings
+from hypera_nnunet.refine.steps import STEP_ORDER
 
 
 def nnunet_cv_folders(dataset: str, configuration: str, trainer: str, plans: str,
@@ -70,7 +75,7 @@ def _load_raw(job: tuple[str, str, int]):
 
 
 def load_fit_cases(folders: Sequence[Path], ref_folder: Path, info: io.DatasetInfo,
-                   coord: SegmentationAgentCoordinator, num_processes: int = 1) -> list[FitCase]:
+                   coord: Refiner, num_processes: int = 1) -> list[FitCase]:
     ref_folder = Path(ref_folder)
     if not ref_folder.is_dir():
         raise HyperaError(f"reference folder not found: {ref_folder}")
@@ -101,13 +106,27 @@ def load_fit_cases(folders: Sequence[Path], ref_folder: Path, info: io.DatasetIn
     return out
 
 
-
 def fit_refiner(folders: Sequence[Path], ref_folder: Path, output: Path, *, dataset_json: Path | None = None,
-                plans_json: Path | None = None, agents: Sequence[str] = AGENT_ORDER, seed: int = 0,
+                plans_json: Path | None = None, steps: Sequence[str] = STEP_ORDER, seed: int = 0,
                 search: SearchSettings | None = None, weights: RewardWeights | None = None,
                 min_gain: float = 0.0, max_removed_fraction: float = 0.5, num_processes: int = 1,
                 log=print) -> dict:
-    """Fit and write the refiner to ``output``; returns what was written."""
+    """Fit and write the refiner to ``output``; returns what was written.
+
+    :param folders: ``fold_X/validation`` folders (label maps, ``.npz``, ``.pkl``); each case in one of them.
+    :param ref_folder: the ground truth (nnU-Net: ``gt_segmentations``).
+    :param output: the refiner file (``*.json``).
+    :param dataset_json: ``dataset.json`` (default: looked up next to the first folder).
+    :param plans_json: ``plans.json`` (default: looked up next to the first folder).
+    :param steps: the steps to tune (:data:`~hypera_nnunet.refine.steps.STEP_ORDER`).
+    :param seed: seed of the refiner's Generator.
+    :param search: CEM budget per step and class.
+    :param weights: base reward weights and the NSD tolerance.
+    :param min_gain: mean Dice a class must gain for its chain to be accepted.
+    :param max_removed_fraction: the removal guard (1 disables it).
+    :param num_processes: processes reading the cases.
+    :param log: where progress goes.
+    """
     search = search if search is not None else SearchSettings()
     weights = weights if weights is not None else RewardWeights()
     folders = [Path(f) for f in folders]
@@ -120,13 +139,13 @@ def fit_refiner(folders: Sequence[Path], ref_folder: Path, output: Path, *, data
         raise HyperaError(f"the refiner is a JSON file: name it *.json (got {output})")
     ds_path, plans_path = io.find_dataset_files(folders[0], dataset_json, plans_json)
     info = io.DatasetInfo.load(ds_path, plans_path)
-    coord = SegmentationAgentCoordinator(agents, labels=info.labels, seed=seed, weights=weights, search=search,
+    coord = Refiner(steps, labels=info.labels, seed=seed, weights=weights, search=search,
                                          min_gain=min_gain, max_removed_fraction=max_removed_fraction)
     t0 = time.perf_counter()
     cases = load_fit_cases(folders, ref_folder, info, coord, num_processes)
     t_load = time.perf_counter() - t0
-    log(f"loaded {len(cases)} cases from {len(folders)} folder(s) in {t_load:.1f} s; fitting agents "
-        f"{list(coord.agents)} (CEM: population {search.population}, {search.iterations} iterations, "
+    log(f"loaded {len(cases)} cases from {len(folders)} folder(s) in {t_load:.1f} s; tuning steps "
+        f"{list(coord.steps)} (CEM: population {search.population}, {search.iterations} iterations, "
         f"<= {search.max_search_cases} search cases, seed {seed})")
     report = coord.fit(cases, info.foreground, log=log)
     result = coord.to_dict()
@@ -139,26 +158,17 @@ def fit_refiner(folders: Sequence[Path], ref_folder: Path, output: Path, *, data
         "seconds": {"load": t_load, "fit": time.perf_counter() - t0 - t_load},
         **report,
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    io.atomic_write_text(output, json.dumps(result, indent=2, default=_json_default))
+    atomic_write_json(output, result)
     log(format_before_after(result))
-    if not any(a.uses_probabilities for a in coord.agents.values()):
-        from hypera_nnunet.refine.postprocessing import policies_to_postprocessing
+    if not any(a.uses_probabilities for a in coord.steps.values()):
+        from hypera_nnunet.refine.postprocessing import chains_to_postprocessing
 
         pkl = output.with_name(f"{output.stem}_postprocessing.pkl")
-        io.atomic_write_bytes(pkl, pickle.dumps(policies_to_postprocessing(coord)))
+        atomic_write_bytes(pkl, pickle.dumps(chains_to_postprocessing(coord)))
         result["postprocessing_pkl"] = str(pkl)
         log(f"segmentation-only refinement: also wrote {pkl} (use: nnUNetv2_apply_postprocessing -pp_pkl_file {pkl})")
     log(f"wrote {output}")
     return result
-
-
-def _json_default(o):
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def format_before_after(result: dict) -> str:

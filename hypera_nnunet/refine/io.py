@@ -7,6 +7,20 @@ softmax, key ``probabilities``, shape (C, *label map shape)) and ``<case>.pkl`` 
 with the ``spacing`` it used). Segmentations are read and written with the reader/writer class of the
 dataset's plans (``PlansManager(plans).image_reader_writer_class()``), so geometry, names and format are
 nnU-Net's own.
+
+**Which input is which.** The label map is what gets refined, and its reader's properties give the
+geometry of the output; the probabilities are the evidence the steps use. nnU-Net computes the label map as
+the argmax of the very array it saves as probabilities (``export_prediction_from_logits``), so the two must
+agree; :func:`check_label_map_is_argmax` enforces that, which catches a damaged label map that still reads
+(a ``.nii.gz`` cut in half reads as mostly zeros), a label map that nnU-Net's postprocessing has changed,
+and files of different runs.
+
+**Nothing here unpickles arbitrary objects.** The ``.npz`` is read with ``allow_pickle=False``. The ``.pkl``
+is nnU-Net's own format (nnU-Net writes it with ``pickle``); it is read by :func:`read_properties` with an
+unpickler that rebuilds only built-in containers, numbers, strings and numpy arrays and scalars, and refuses
+any other class or function, so a crafted file cannot run code. Reading it could be avoided (the spacing
+used comes from the label map; the ``.pkl`` only cross-checks spacing and shape), but nnU-Net always writes
+it next to the ``.npz`` and the cross-check catches files of different runs, so it is kept, read that way.
 """
 
 from __future__ import annotations
@@ -14,8 +28,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import secrets
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +40,11 @@ from hypera_nnunet.errors import HyperaError
 
 SPACING_RTOL = 1e-4
 PROB_SUM_TOL = 1e-2
+ARGMAX_PROB_TOL = 1e-3
+"""A voxel's label must have a probability within this of the voxel's highest one. nnU-Net's label map is the
+exact argmax of the saved probabilities, so any tolerance above 0 only has to absorb ties (which argmax breaks
+by the lowest channel, as numpy does) and float16 rounding of probabilities (spacing 2**-11 near 1); 1e-3
+covers both, while a damaged or postprocessed label map differs by a whole class at many voxels."""
 
 
 @dataclass(frozen=True)
@@ -158,8 +177,64 @@ def _check_labels(case: str, seg: np.ndarray, info: DatasetInfo, path: Path, wha
                           f"declare (labels: {sorted(info.labels)})")
 
 
+def check_label_map_is_argmax(case: str, seg: np.ndarray, probs: np.ndarray, seg_path: Path, npz_path: Path) -> None:
+    """Raise, naming the case, unless every voxel's label is a most probable class (within
+    :data:`ARGMAX_PROB_TOL`), as it is in nnU-Net's own output.
+
+    :param seg: the label map, (Z, Y, X), values already checked to be labels of the dataset.
+    :param probs: the probabilities, (C, Z, Y, X), one channel per label.
+    """
+    top = probs.max(axis=0)
+    own = np.take_along_axis(probs, seg[None].astype(np.intp), axis=0)[0]
+    wrong = own < top - ARGMAX_PROB_TOL
+    n = int(np.count_nonzero(wrong))
+    if n:
+        raise HyperaError(f"case {case}: the label map {seg_path} differs from the argmax of the probabilities in "
+                          f"{npz_path.name} at {n} of {seg.size} voxels (a truncated or damaged label map, one changed "
+                          "by postprocessing, or files of different runs); refine nnU-Net's own prediction, the "
+                          "label map and .npz of one nnUNetv2_predict --save_probabilities or nnUNetv2_train --npz run")
+
+
+_SAFE_PICKLE_GLOBALS = frozenset({
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("collections", "OrderedDict"),
+    ("numpy", "dtype"), ("numpy", "ndarray"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+})
+
+
+class _PropertiesUnpickler(pickle.Unpickler):
+    """Rebuilds built-in containers, numbers, strings and numpy arrays/scalars; refuses every other global."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _SAFE_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which nnU-Net's properties never hold "
+                                         "(not loaded: unpickling it could run code)")
+        return super().find_class(module, name)
+
+
+def read_properties(path: Path, case: str) -> dict:
+    """nnU-Net's ``<case>.pkl`` properties, read without running code from the file (see the module docstring).
+
+    :param path: the ``.pkl`` file.
+    :param case: the case, for the error message.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HyperaError(f"case {case}: {path} is missing (nnU-Net writes it next to the .npz)")
+    try:
+        with open(path, "rb") as f:
+            props = _PropertiesUnpickler(f).load()
+    except Exception as e:  # unpickling raises anything: UnpicklingError, EOFError, ValueError, ...
+        raise HyperaError(f"case {case}: {path} is corrupted or not nnU-Net's properties file "
+                          f"({type(e).__name__}: {e})") from None
+    if not isinstance(props, dict):
+        raise HyperaError(f"case {case}: {path} holds a {type(props).__name__}, not nnU-Net's properties dict")
+    return props
+
+
 def read_prediction(folder: Path, case: str, info: DatasetInfo, rw) -> Prediction:
-    """Read and check one case: label map, probabilities, properties."""
+    """Read and check one case: label map, probabilities (of which the label map must be the argmax), properties."""
     folder = Path(folder)
     seg_path = folder / f"{case}{info.file_ending}"
     seg, props = read_seg(rw, seg_path, case, "prediction")
@@ -189,13 +264,8 @@ def read_prediction(folder: Path, case: str, info: DatasetInfo, rw) -> Predictio
     if np.abs(probs.sum(axis=0) - 1.0).max() > PROB_SUM_TOL:
         raise HyperaError(f"case {case}: the probabilities in {npz_path} do not sum to 1 over classes "
                           "(refinement needs softmax outputs of a label-based model)")
-    if not pkl_path.is_file():
-        raise HyperaError(f"case {case}: {pkl_path} is missing (nnU-Net writes it next to the .npz)")
-    try:
-        with open(pkl_path, "rb") as f:
-            nn_props = pickle.load(f)
-    except Exception as e:  # unpickling raises anything: UnpicklingError, EOFError, AttributeError, ...
-        raise HyperaError(f"case {case}: {pkl_path} is corrupted or unreadable ({type(e).__name__}: {e})") from None
+    check_label_map_is_argmax(case, seg, probs, seg_path, npz_path)
+    nn_props = read_properties(pkl_path, case)
     if not isinstance(nn_props, dict) or "spacing" not in nn_props:
         raise HyperaError(f"case {case}: {pkl_path} has no 'spacing': not nnU-Net's properties file")
     spacing = tuple(float(s) for s in props["spacing"])
@@ -223,56 +293,85 @@ def read_reference(ref_folder: Path, case: str, info: DatasetInfo, rw, pred: Pre
     return ref
 
 
-def write_seg(rw, seg: np.ndarray, path: Path, properties: dict) -> None:
-    """Write a label map with nnU-Net's writer (dtype uint8 below 255 labels, as nnU-Net exports)."""
+def write_seg(rw, seg: np.ndarray, path: Path, properties: dict, case: str) -> None:
+    """Write a label map with nnU-Net's writer (dtype uint8 below 255 labels, as nnU-Net exports); a failed write
+    (full or read-only disk, ...) is one :class:`HyperaError` naming the case and the file."""
     dtype = np.uint8 if int(seg.max(initial=0)) < 255 else np.uint16
-    rw.write_seg(seg.astype(dtype), str(path), properties)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then rename it: no partial file is ever seen."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+        rw.write_seg(seg.astype(dtype), str(path), properties)
+    except OSError as e:
+        raise HyperaError(f"case {case}: could not write {path}: {e.strerror or e}") from None
+    except Exception as e:  # writers raise other types too (RuntimeError from SimpleITK)
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise HyperaError(f"case {case}: could not write {path} ({type(e).__name__}: {msg})") from None
 
 
 class StagedFolder:
     """Write an output folder's files into a hidden staging folder beside it, and move them in only when
     everything succeeded (``commit``); on error the staging folder is removed and the output is untouched.
-    Each file is moved with ``os.replace`` (atomic on one filesystem); a missing output folder is created by
-    renaming the staging folder."""
+
+    Why a folder and not :func:`hypera_nnunet.common.atomic_io.atomic_write` per file: the output is many files
+    (a label map per case, ``dataset.json``, ``plans.json``, ``refinement.json``) that must appear together or
+    not at all, and nnU-Net's writer writes label maps itself. The staging folder sits in the output's parent,
+    on the same filesystem, so every move is an ``os.replace`` (atomic); a missing output folder is created by
+    renaming the staging folder, so it appears complete. The staging folder is made by a plain ``os.mkdir``,
+    so the output gets the permissions any new folder gets under the process umask. ``refinement.json`` is
+    moved last: a reader that sees it sees the whole output. Any failure (a file where a folder is expected,
+    a read-only or full disk) is one :class:`HyperaError` naming the path.
+
+    :param output: the output folder (created if missing).
+    """
 
     def __init__(self, output: Path) -> None:
         self.output = Path(output).absolute()
-        self.output.parent.mkdir(parents=True, exist_ok=True)
         if self.output.exists() and not self.output.is_dir():
             raise HyperaError(f"output {self.output} exists and is not a folder")
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.output.name}.hypera-tmp-", dir=self.output.parent))
+        try:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            blocker = next((p for p in self.output.parents if p.exists() and not p.is_dir()), None)
+            why = f"{blocker} is a file, not a folder" if blocker else (e.strerror or str(e))
+            raise HyperaError(f"cannot create the output folder {self.output}: {why}") from None
+        self.path = self._make_staging()
+
+    def _make_staging(self) -> Path:
+        for _ in range(100):
+            path = self.output.parent / f".{self.output.name}.hypera-tmp-{os.getpid()}-{secrets.token_hex(4)}"
+            try:
+                os.mkdir(path)  # mode 0o777 & ~umask, as any new folder
+                return path
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise HyperaError(f"cannot write into {self.output.parent} (for the output {self.output.name}): "
+                                  f"{e.strerror or e}") from None
+        raise HyperaError(f"cannot create a staging folder in {self.output.parent}")
 
     def commit(self) -> None:
-        if not self.output.exists():
-            os.rename(self.path, self.output)
-            return
-        names = sorted(p.name for p in self.path.iterdir())
-        # label maps first, the JSON summary last, so a reader that sees refinement.json sees the whole output
-        names.sort(key=lambda n: n == "refinement.json")
-        for n in names:
-            os.replace(self.path / n, self.output / n)
-        self.path.rmdir()
+        try:
+            if not self.output.exists():
+                os.rename(self.path, self.output)
+                return
+            names = sorted(p.name for p in self.path.iterdir())
+            # label maps first, the JSON summary last, so a reader that sees refinement.json sees the whole output
+            names.sort(key=lambda n: n == "refinement.json")
+            for n in names:
+                os.replace(self.path / n, self.output / n)
+            self.path.rmdir()
+        except OSError as e:
+            self.discard()
+            raise HyperaError(f"could not move the refined files into {self.output}: {e.strerror or e}") from None
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+    def copy_in(self, source: Path, name: str | None = None) -> None:
+        """Copy ``source`` into the staging folder (as ``name``); a failure names the file."""
+        target = self.path / (name or Path(source).name)
+        try:
+            shutil.copyfile(source, target)
+        except OSError as e:
+            raise HyperaError(f"could not copy {source} to {target}: {e.strerror or e}") from None
 
     def __enter__(self) -> StagedFolder:
         return self

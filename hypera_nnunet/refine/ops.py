@@ -67,7 +67,7 @@ def _apply_change(seg: np.ndarray, label: int, add: np.ndarray, remove: np.ndarr
 
 def removes_too_much(before: np.ndarray, after: np.ndarray, label: int, max_removed_fraction: float) -> bool:
     """Whether going from ``before`` to ``after`` removes more than ``max_removed_fraction`` of the voxels
-    that ``label`` has in ``before`` (the coordinator's removal guard; 1.0 never triggers)."""
+    that ``label`` has in ``before`` (the refiner's removal guard; 1.0 never triggers)."""
     if max_removed_fraction >= 1.0:
         return False
     was = before == label
@@ -75,7 +75,7 @@ def removes_too_much(before: np.ndarray, after: np.ndarray, label: int, max_remo
     return n_was > 0 and int(np.count_nonzero(was & (after != label))) > max_removed_fraction * n_was
 
 
-# ---- probability-driven (RegionAgent, FGBalanceAgent, BoundaryAgent) --------------------------------------
+# ---- probability-driven (ThresholdGrowStep, ForegroundPriorStep, BoundaryLevelStep) ----------------------
 
 def threshold_class(seg: np.ndarray, probs: np.ndarray, *, label: int, threshold: float) -> np.ndarray:
     """Class probability threshold ``t`` for ``label``.
@@ -180,7 +180,7 @@ def refine_boundary(seg: np.ndarray, probs: np.ndarray, *, label: int, sigma_mm:
     return _apply_change(seg, label, add, remove, best_other_label(s, label, remove))
 
 
-# ---- segmentation-only (ShapeAgent, ObjectAgent): usable as nnU-Net postprocessing ------------------------
+# ---- segmentation-only (MorphologyStep, ComponentFilterStep): usable as nnU-Net postprocessing -------------
 
 def fill_holes(seg: np.ndarray, probs: np.ndarray | None = None, *, label: int) -> np.ndarray:
     """Fill the background holes of ``label`` (background not 6-connected to the outside of the mask)."""

@@ -1,14 +1,17 @@
-"""The segmentation-only part of the refinement as nnU-Net postprocessing functions.
+"""The segmentation-only refinement steps as nnU-Net postprocessing functions.
 
 nnU-Net's ``postprocessing.pkl`` holds ``(functions, kwargs)``: two lists, applied in order as
 ``segmentation = fn(segmentation, **kwargs)`` by ``nnUNetv2_apply_postprocessing`` (and by
-``nnUNetv2_predict`` users who apply it). Only agents that need no probabilities fit that mould:
-:class:`~hypera_nnunet.refine.agents.ShapeAgent` and :class:`~hypera_nnunet.refine.agents.ObjectAgent`.
-``refine fit --agents shape object`` writes such a pickle next to the refiner; applying it with nnU-Net
-gives exactly the label maps that ``refine apply`` gives with that refiner.
+``nnUNetv2_predict`` users who apply it). Only steps that need no probabilities fit that mould:
+:class:`~hypera_nnunet.refine.steps.MorphologyStep` and :class:`~hypera_nnunet.refine.steps.ComponentFilterStep`.
+``refine fit --steps morphology components`` writes such a pickle next to the refiner; applying it with
+nnU-Net gives exactly the label maps that ``refine apply`` gives with that refiner.
 
-The functions are importable as ``hypera_nnunet.refine.postprocessing.<name>`` (the pickle stores that
-path), and re-exported from the repository's ``postprocessing/`` folder.
+The pickle is nnU-Net's format, read by nnU-Net with ``pickle.load`` (so, like any ``postprocessing.pkl``, it
+should only be applied when it comes from someone you trust); ``refine apply`` never reads it, it reads the
+JSON refiner. The functions are importable as ``hypera_nnunet.refine.postprocessing.<name>`` (the pickle
+stores that path, so the names ``refine_shape`` and ``refine_objects`` stay as pickles already written name
+them), and re-exported from the repository's ``postprocessing/`` folder.
 """
 
 from __future__ import annotations
@@ -16,10 +19,16 @@ from __future__ import annotations
 import numpy as np
 
 from hypera_nnunet.errors import HyperaError
-from hypera_nnunet.refine.agents import ObjectAgent, ObjectParams, ShapeAgent, ShapeParams
 from hypera_nnunet.refine.ops import removes_too_much
+from hypera_nnunet.refine.steps import (
+    ComponentFilterStep,
+    ComponentParams,
+    MorphologyParams,
+    MorphologyStep,
+    params_dict,
+)
 
-__all__ = ["refine_shape", "refine_objects", "policies_to_postprocessing"]
+__all__ = ["refine_shape", "refine_objects", "chains_to_postprocessing"]
 
 
 def _guarded(segmentation: np.ndarray, new: np.ndarray, label: int, max_removed_fraction: float) -> np.ndarray:
@@ -30,37 +39,40 @@ def _guarded(segmentation: np.ndarray, new: np.ndarray, label: int, max_removed_
 
 def refine_shape(segmentation: np.ndarray, label: int, fill_holes: bool = False, close_radius: int = 0,
                  open_radius: int = 0, compactness: int = 0, max_removed_fraction: float = 1.0) -> np.ndarray:
-    """ShapeAgent for one label: closing, hole filling, opening, neighbour-vote compactness (voxel units).
-    Unchanged if it would remove more than ``max_removed_fraction`` of the label (the removal guard)."""
-    params = ShapeParams(fill_holes=fill_holes, close_radius=close_radius, open_radius=open_radius,
-                         compactness=compactness)
+    """The morphology step for one label: closing, hole filling, opening, neighbour-vote compactness (voxel
+    units). Unchanged if it would remove more than ``max_removed_fraction`` of the label (the removal guard)."""
+    params = MorphologyParams(fill_holes=fill_holes, close_radius=close_radius, open_radius=open_radius,
+                              compactness=compactness)
     seg = np.asarray(segmentation)
-    return _guarded(seg, ShapeAgent().act(seg, None, label=int(label), params=params), int(label),
+    return _guarded(seg, MorphologyStep().act(seg, None, label=int(label), params=params), int(label),
                     max_removed_fraction)
 
 
 def refine_objects(segmentation: np.ndarray, label: int, min_size_voxels: int = 0, keep_largest: bool = False,
                    connectivity: int = 1, max_removed_fraction: float = 1.0) -> np.ndarray:
-    """ObjectAgent for one label: drop components below ``min_size_voxels`` or all but the largest.
+    """The component filter for one label: drop components below ``min_size_voxels`` or all but the largest.
     Unchanged if it would remove more than ``max_removed_fraction`` of the label (the removal guard)."""
-    params = ObjectParams(min_size_voxels=min_size_voxels, keep_largest=keep_largest, connectivity=connectivity)
+    params = ComponentParams(min_size_voxels=min_size_voxels, keep_largest=keep_largest, connectivity=connectivity)
     seg = np.asarray(segmentation)
-    return _guarded(seg, ObjectAgent().act(seg, None, label=int(label), params=params), int(label),
+    return _guarded(seg, ComponentFilterStep().act(seg, None, label=int(label), params=params), int(label),
                     max_removed_fraction)
 
 
-_FUNCTIONS = {"shape": refine_shape, "object": refine_objects}
+_FUNCTIONS = {MorphologyStep.name: refine_shape, ComponentFilterStep.name: refine_objects}
 
 
-def policies_to_postprocessing(coord) -> tuple[list, list[dict]]:
-    """A fitted coordinator's policies as nnU-Net's ``(pp_fns, pp_fn_kwargs)``; segmentation-only only."""
+def chains_to_postprocessing(refiner) -> tuple[list, list[dict]]:
+    """A fitted refiner's chains as nnU-Net's ``(pp_fns, pp_fn_kwargs)``; segmentation-only steps only.
+
+    :param refiner: a :class:`~hypera_nnunet.refine.refiner.Refiner`.
+    """
     fns, kwargs = [], []
-    for label in sorted(coord.policies):
-        for action in coord.policies[label].actions:
-            if action.agent not in _FUNCTIONS:
-                raise HyperaError(f"class {label} uses agent '{action.agent}', which needs nnU-Net's probabilities; "
-                                  "only shape and object actions can be nnU-Net postprocessing")
-            fns.append(_FUNCTIONS[action.agent])
-            kwargs.append({"label": int(label), **action.params.to_dict(),
-                           "max_removed_fraction": coord.max_removed_fraction})
+    for label in sorted(refiner.chains):
+        for tuned in refiner.chains[label].steps:
+            if tuned.step not in _FUNCTIONS:
+                raise HyperaError(f"class {label} uses step '{tuned.step}', which needs nnU-Net's probabilities; "
+                                  f"only {' and '.join(_FUNCTIONS)} steps can be nnU-Net postprocessing")
+            fns.append(_FUNCTIONS[tuned.step])
+            kwargs.append({"label": int(label), **params_dict(tuned.params),
+                           "max_removed_fraction": refiner.max_removed_fraction})
     return fns, kwargs

@@ -14,7 +14,7 @@ fg_balance     1 − min(|V(P) − V(R)| / V(R), 1): over- and under-segmentatio
 =============  ====================================================================================
 
 The reward is the weighted mean of the terms. It only guides the search: whether a refinement is kept is
-decided by nnU-Net's Dice rule (:mod:`.coordinator`), never by this reward.
+decided by nnU-Net's Dice rule (:mod:`.refiner`), never by this reward.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from hypera_nnunet.agents import (
 )
 from hypera_nnunet.agents.base import Hook, learn_together
 from hypera_nnunet.config import AgentSettings, LearningConfig
-from hypera_nnunet.signals import N_BASE_FEATURES
+from hypera_nnunet.control.signals import N_BASE_FEATURES
 
 OBS = N_BASE_FEATURES + 3
 

@@ -57,6 +57,10 @@ def test_augmentation_knobs_change_the_pipeline_and_the_batches(trainer):
     assert [t.apply_probability for t in _random_transforms(trainer)] == pytest.approx([p / 2 for p in base])
     # within the rebuild tolerance: the pipeline is unchanged and the executed value is the built one
     assert knobs.apply("aug_prob", math.log(0.5) + 0.01) == pytest.approx(math.log(0.5))
+    # back to nnU-Net's own value (agents switched off) always rebuilds, even from within the tolerance
+    assert knobs.apply("aug_prob", 0.03) == pytest.approx(0.03)  # 0.5 -> 1.03: a rebuild
+    assert knobs.apply("aug_prob", 0.0) == 0.0
+    assert [t.apply_probability for t in _random_transforms(trainer)] == base
 
     def batch_std(n=6):
         np.random.seed(0)

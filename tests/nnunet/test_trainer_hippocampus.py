@@ -30,7 +30,10 @@ def trained(hippo, tmp_path_factory):
     fold = root / "res" / name / f"{TRAINER}__{PLANS}__3d_fullres" / "fold_0"
     paused = {"lines": _lines(fold / "hypera" / "decisions.jsonl"),
               "final_exists": (fold / "checkpoint_final.pth").exists(),
-              "latest": torch.load(fold / "checkpoint_latest.pth", map_location="cpu", weights_only=False)}
+              "latest": torch.load(fold / "checkpoint_latest.pth", map_location="cpu", weights_only=False),
+              "agent_files": sorted(p.name for p in (fold / "hypera").glob("checkpoint_*.pt"))}
+    with open(fold / "hypera" / "decisions.jsonl", "ab") as f:  # a torn line, as a kill mid-write leaves
+        f.write(b'{"epoch": 2, "val')
     run_nnunet(cmd + ["--c"], env=env)
     return env, name, root, fold, paused
 
@@ -43,7 +46,8 @@ def test_pause_leaves_a_resumable_checkpoint(trained):
     env, name, root, fold, paused = trained
     assert not paused["final_exists"]
     assert [x["epoch"] for x in paused["lines"]] == [0, 1]
-    assert paused["latest"]["current_epoch"] == 2 and "hypera" in paused["latest"]
+    assert paused["latest"]["current_epoch"] == 2 and "hypera" not in paused["latest"]  # nnU-Net's own keys only
+    assert "checkpoint_latest.e00002.pt" in paused["agent_files"]  # the agents' state for that epoch, beside it
 
 
 def test_resume_with_c_continues_with_identical_agent_state(trained):
@@ -54,6 +58,10 @@ def test_resume_with_c_continues_with_identical_agent_state(trained):
     # the agent state the resumed run starts epoch 2 with is exactly the one the first run ended epoch 1 with:
     # networks, optimizers, temperatures, replay buffers, generators, normalisers, trust, knob values
     assert lines[2]["fingerprint_start"] == lines[1]["fingerprint_end"]
+    damaged = list((fold / "hypera").glob("decisions.damaged-*.jsonl"))  # the torn line, moved aside and named
+    assert len(damaged) == 1 and damaged[0].read_bytes() == b'{"epoch": 2, "val\n'
+    log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
+    assert "is damaged (line 3: not JSON (torn line?)); kept the records of epochs 0-1 and moved" in log
     for agent, st in lines[2]["agent_state"].items():
         assert st["buffer"] == lines[1]["agent_state"][agent]["buffer"] + 1
         assert st["decisions"] > lines[1]["agent_state"][agent]["decisions"]
@@ -84,7 +92,9 @@ def test_decisions_within_bounds_and_applied_to_nnunet(trained):
         poly = 1e-2 * (1 - e / 3) ** 0.9
         assert ckpt["logging"]["lrs"][e] == pytest.approx(poly * x["multipliers"]["lr"], rel=1e-5)
         assert ckpt["logging"]["hypera_lr"][e] == pytest.approx(x["multipliers"]["lr"])
-    assert "hypera" in ckpt and set(ckpt["hypera"]["agents"]) == set(SIX)
+    from hypera_nnunet.nnunet.checkpoint import load_agent_state
+
+    assert set(load_agent_state(fold / "checkpoint_final.pth", 3)["agents"]) == set(SIX)
     assert (fold / "hypera" / "policies.pt").is_file() and (fold / "progress.png").is_file()
     from PIL import Image
 
@@ -112,3 +122,25 @@ def test_predict_and_evaluate_folder_read_the_hypera_model(trained, tmp_path):
                 str(model / "plans.json")], env=env)
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["mean"]) == {"1", "2"} and len(summary["metric_per_case"]) == 2
+
+
+def test_a_damaged_checkpoint_stops_resume_with_one_line(trained):
+    """Last in this module: it damages the fold's checkpoint_final.pth, which --c would resume from."""
+    import subprocess
+    import sys
+
+    env, name, root, fold, paused = trained
+    final = fold / "checkpoint_final.pth"
+    data = final.read_bytes()
+    final.write_bytes(data[: len(data) // 2])
+    cli = [sys.executable, "-m", "hypera_nnunet.cli", "train", "904", "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS,
+           "-device", "cpu", "--c"]
+    r = subprocess.run(cli, env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith(f"hypera-nnunet: error: checkpoint {final} is damaged (")
+    assert "; checkpoint_best.pth exists in" in r.stderr and "Traceback" not in r.stderr  # nnU-Net removed _latest
+    from hypera_nnunet.data import nnunet_exe
+
+    r = subprocess.run([nnunet_exe("nnUNetv2_train"), *cli[4:]], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"hypera-nnunet: error: checkpoint {final} is damaged (")

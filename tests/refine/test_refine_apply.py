@@ -1,26 +1,31 @@
-"""``refine apply`` on synthetic nnU-Net-shaped folders: output format, determinism, bad input, no partial output."""
+"""``refine apply`` on synthetic nnU-Net-shaped folders: output format, determinism, bad input, no partial output,
+full and read-only disks, permissions, and files that must not run code."""
 
+import errno
 import json
+import os
 import pickle
 import shutil
+import stat
 
 import numpy as np
 import pytest
 from refine_testdata import write_case, write_model
 
 from hypera_nnunet.errors import HyperaError
-from hypera_nnunet.refine import agents as ag
+from hypera_nnunet.refine import io
+from hypera_nnunet.refine import steps as st
 from hypera_nnunet.refine.apply import refine_folder
 from hypera_nnunet.refine.cli import main
-from hypera_nnunet.refine.coordinator import Action, ClassPolicy, SegmentationAgentCoordinator
+from hypera_nnunet.refine.refiner import ClassChain, Refiner, TunedStep
 
 
 def refiner_file(path, labels=None):
-    coord = SegmentationAgentCoordinator(labels=labels or {0: "background", 1: "anterior", 2: "posterior"})
-    coord.policies = {
-        1: ClassPolicy(1, (Action("region", ag.RegionParams(threshold=0.4)),
-                           Action("object", ag.ObjectParams(keep_largest=True)))),
-        2: ClassPolicy(2, (Action("boundary", ag.BoundaryParams(sigma_mm=1.0, level=0.45)),)),
+    coord = Refiner(labels=labels or {0: "background", 1: "anterior", 2: "posterior"})
+    coord.chains = {
+        1: ClassChain(1, (TunedStep("threshold_grow", st.ThresholdGrowParams(threshold=0.4)),
+                          TunedStep("components", st.ComponentParams(keep_largest=True)))),
+        2: ClassChain(2, (TunedStep("boundary_level", st.BoundaryLevelParams(sigma_mm=1.0, level=0.45)),)),
     }
     path.write_text(json.dumps(coord.to_dict()))
     return path
@@ -46,17 +51,21 @@ def test_apply_writes_nnunet_files_with_the_same_geometry(model, tmp_path):
     assert names == sorted([f"{c}.nii.gz" for c in model["cases"]] + ["dataset.json", "plans.json",
                                                                      "refinement.json"])
     rw = SimpleITKIO()
+    refiner = Refiner.from_dict(json.loads(model["refiner"].read_text()))
+    rj = json.loads((out / "refinement.json").read_text())
+    assert rj == json.loads(json.dumps(summary))
     for c in model["cases"]:
         new, p_new = rw.read_seg(str(out / f"{c}.nii.gz"))
         old, p_old = rw.read_seg(str(model["val"][0] / f"{c}.nii.gz"))
         assert new.shape == old.shape and p_new["sitk_stuff"] == p_old["sitk_stuff"]
-        assert set(np.unique(new)) <= {0, 1, 2}
-    rj = json.loads((out / "refinement.json").read_text())
-    assert rj == json.loads(json.dumps(summary))
-    entry = rj["cases"][model["cases"][0]]
-    assert [a["agent"] for a in entry["classes"]["1"]["actions"]] == ["region", "object"]
-    assert {"added", "removed", "params"} <= set(entry["classes"]["1"]["actions"][0])
-    assert entry["changed_voxels"] > 0
+        probs = np.load(model["val"][0] / f"{c}.npz")["probabilities"]
+        expected, log = refiner.refine(old[0].astype(np.int16), probs, (1.0, 1.0, 1.0))
+        assert (new[0] == expected).all()  # exactly the refiner's output, written by nnU-Net's writer
+        entry = rj["cases"][c]
+        assert entry["changed_voxels"] == int((expected != old[0]).sum())
+        assert [a["step"] for a in entry["classes"]["1"]["steps"]] == ["threshold_grow", "components"]
+        assert entry["classes"]["1"]["steps"] == json.loads(json.dumps(log[1]))
+    assert sum(rj["cases"][c]["changed_voxels"] for c in model["cases"]) > 0  # the test refines something
     assert leftovers(tmp_path) == []
 
 
@@ -150,3 +159,134 @@ def test_cli_reports_errors_without_traceback(model, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("hypera-nnunet: error:") and model["cases"][1] in err
     assert "Traceback" not in err
+
+
+# ---- label map against the probabilities ------------------------------------------------------------------
+
+def test_label_map_must_be_the_argmax_of_the_probabilities():
+    probs = np.array([[0.5, 0.9, 0.2, 0.5004, 0.502], [0.5, 0.1, 0.8, 0.4996, 0.498]], np.float32)[:, None, None, :]
+    ok = np.array([[[1, 0, 1, 0, 0]]])  # voxel 0 is a tie; voxel 3 is within float16 rounding of a tie
+    io.check_label_map_is_argmax("c", ok, probs, io.Path("c.nii.gz"), io.Path("c.npz"))
+    io.check_label_map_is_argmax("c", np.array([[[0, 0, 1, 1, 0]]]), probs, io.Path("c.nii.gz"), io.Path("c.npz"))
+    # voxels 1 and 2 pick the far less probable class, voxel 4 one 0.004 below the top: 3 mismatches
+    with pytest.raises(HyperaError, match="case c: the label map c.nii.gz differs from the argmax .* c.npz at 3 of 5"):
+        io.check_label_map_is_argmax("c", np.array([[[1, 1, 0, 1, 1]]]), probs, io.Path("c.nii.gz"),
+                                     io.Path("c.npz"))
+
+
+def test_a_label_map_cut_in_half_names_the_case(model, tmp_path):
+    c = model["cases"][1]
+    f = model["val"][0] / f"{c}.nii.gz"
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])  # SimpleITK still reads it, as mostly zeros
+    expect_error(model, tmp_path, f"case {c}: the label map .*{c}.nii.gz differs from the argmax of the "
+                                  f"probabilities in {c}.npz at [0-9]+ of 16128 voxels")
+
+
+def test_a_postprocessed_label_map_names_the_case_and_the_voxel_count(model, tmp_path):
+    c = model["cases"][0]
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    seg = SimpleITKIO().read_seg(str(model["val"][0] / f"{c}.nii.gz"))[0][0].astype(np.uint8)
+    assert (seg[2:5, 2:5, 2:5] == 1).all()
+    seg[2:5, 2:5, 2:5] = 0  # what nnU-Net's "keep the largest component" does to the spurious block
+    write_case(model["val"][0], c, seg, None)
+    expect_error(model, tmp_path, f"case {c}: the label map .* at 27 of 16128 voxels")
+
+
+# ---- output disk ------------------------------------------------------------------------------------------
+
+def test_a_full_disk_is_one_error_naming_the_file(model, tmp_path, monkeypatch, capsys):
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    def full(self, seg, path, properties):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(SimpleITKIO, "write_seg", full)
+    c = model["cases"][0]
+    expect_error(model, tmp_path, f"case {c}: could not write .*{c}.nii.gz: No space left on device")
+    rc = main(["refine", "apply", "-i", str(model["val"][0]), "-o", str(tmp_path / "o"), "-m", str(model["refiner"])])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "No space left on device" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists() and leftovers(tmp_path) == []
+
+
+def test_a_file_where_the_output_folder_should_be_is_one_error(model, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(HyperaError, match="cannot create the output folder .*afile/out: .*afile is a file, not a "
+                                          "folder"):
+        refine_folder(model["val"][0], tmp_path / "afile" / "out", model["refiner"], log=lambda m: None)
+    rc = main(["refine", "apply", "-i", str(model["val"][0]), "-o", str(tmp_path / "afile"), "-m",
+               str(model["refiner"])])
+    err = capsys.readouterr().err
+    assert rc == 2 and "exists and is not a folder" in err and "Traceback" not in err
+
+
+def test_a_read_only_output_disk_is_one_error(model, tmp_path, monkeypatch):
+    real_mkdir = os.mkdir
+
+    def read_only(path, *args, **kwargs):
+        if ".hypera-tmp-" in str(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", read_only)
+    with pytest.raises(HyperaError, match=f"cannot write into {tmp_path} \\(for the output out\\): Read-only file "
+                                          "system"):
+        refine_folder(model["val"][0], tmp_path / "out", model["refiner"], log=lambda m: None)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o077, 0o700), (0o002, 0o775)])
+def test_a_new_output_folder_gets_the_permissions_of_a_plain_mkdir(model, tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        refine_folder(model["val"][0], tmp_path / "out", model["refiner"], log=lambda m: None)
+        os.mkdir(tmp_path / "plain")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == mode == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+
+
+# ---- files that must not run code ---------------------------------------------------------------------------
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def crafted_pickle(marker) -> bytes:
+    data = pickle.dumps({"spacing": [1.0, 1.0, 1.0], "x": _Payload(marker)})
+    with pytest.raises(FileNotFoundError):  # the payload is live: plain pickle would run it (in a missing folder)
+        pickle.loads(pickle.dumps(_Payload(marker.parent / "missing" / "m")))
+    return data
+
+
+def test_a_crafted_pickle_as_the_refiner_runs_nothing(model, tmp_path):
+    marker = tmp_path / "marker"
+    model["refiner"].write_bytes(crafted_pickle(marker))
+    expect_error(model, tmp_path, f"{model['refiner']} is not valid JSON")
+    assert not marker.exists()
+
+
+def test_a_crafted_pickle_as_nnunets_properties_runs_nothing(model, tmp_path):
+    marker = tmp_path / "marker"
+    c = model["cases"][2]
+    pkl = model["val"][0] / f"{c}.pkl"
+    pkl.write_bytes(crafted_pickle(marker))
+    expect_error(model, tmp_path, f"case {c}: {pkl} is corrupted or not nnU-Net's properties file .*posix.mkdir")
+    assert not marker.exists()
+
+
+def test_nnunets_properties_with_numpy_values_are_read(model, tmp_path):
+    c = model["cases"][2]
+    pkl = model["val"][0] / f"{c}.pkl"
+    props = pickle.loads(pkl.read_bytes())
+    props.update(spacing=np.array([1.0, 1.0, 1.0]), shape_before_cropping=tuple(np.int64(s) for s in (24, 28, 24)),
+                 extra={np.float32(2.5), frozenset({1})})
+    pkl.write_bytes(pickle.dumps(props))
+    assert io.read_properties(pkl, c)["shape_before_cropping"] == (24, 28, 24)
+    refine_folder(model["val"][0], tmp_path / "out", model["refiner"], log=lambda m: None)

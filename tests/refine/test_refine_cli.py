@@ -18,12 +18,15 @@ def test_register_sets_func_and_defaults():
     assert callable(args.func) and args.np == 1 and args.m == "r.json"
     args = parser().parse_args(["refine", "fit", "-d", "4", "-f", "0", "1"])
     assert callable(args.func) and args.f == [0, 1] and args.c == "3d_fullres" and args.population == 8
-    assert args.agents == ["fg_balance", "region", "boundary", "shape", "object"]
+    assert args.steps == ["foreground_prior", "threshold_grow", "boundary_level", "morphology", "components"]
+    # the names of refiner format 1 and the old option name still work
+    args = parser().parse_args(["refine", "fit", "-d", "4", "--agents", "shape", "object"])
+    assert args.steps == ["morphology", "components"]
 
 
-def test_unknown_agent_and_missing_subcommand_are_rejected():
+def test_unknown_step_and_missing_subcommand_are_rejected():
     with pytest.raises(SystemExit):
-        parser().parse_args(["refine", "fit", "-d", "4", "--agents", "magic"])
+        parser().parse_args(["refine", "fit", "-d", "4", "--steps", "magic"])
     with pytest.raises(SystemExit):
         parser().parse_args(["refine"])
 

@@ -34,8 +34,8 @@ def test_fit_cli_writes_the_refiner_and_apply_uses_it(model, tmp_path, capsys):
     assert set(fit["metrics_before"]) == set(fit["metrics_after"]) == {"1", "2"}
     assert set(fit["metrics_before"]["1"]) >= {"Dice", "HD95", "NSD"} and fit["nsd_tolerance_mm"] == 1.0
     for lab in ("1", "2"):
-        assert r["policies"][lab]["actions"] == fit["classes"][lab]["actions"]
-    assert not (tmp_path / "refiner_postprocessing.pkl").exists()  # probability agents were used
+        assert r["chains"][lab]["steps"] == fit["classes"][lab]["steps"]
+    assert not (tmp_path / "refiner_postprocessing.pkl").exists()  # probability steps were used
     rc = main(["refine", "apply", "-i", str(model["val"][1]), "-o", str(tmp_path / "refined"), "-m", str(out)])
     assert rc == 0 and (tmp_path / "refined" / "refinement.json").is_file()
 
@@ -47,12 +47,12 @@ def test_segmentation_only_fit_writes_an_equivalent_nnunet_postprocessing_pkl(mo
     from hypera_nnunet.refine.apply import refine_folder
 
     out = tmp_path / "seg_only.json"
-    result = fit_refiner(model["val"], model["gt"], out, agents=["shape", "object"], search=SMALL, **QUIET)
+    result = fit_refiner(model["val"], model["gt"], out, steps=["morphology", "components"], search=SMALL, **QUIET)
     pkl = tmp_path / "seg_only_postprocessing.pkl"
     assert result["postprocessing_pkl"] == str(pkl)
     fns, kwargs = pickle.loads(pkl.read_bytes())
     assert all(f.__module__ == "hypera_nnunet.refine.postprocessing" for f in fns)
-    assert any(p["actions"] for p in result["policies"].values())  # the blob removal is found
+    assert any(p["steps"] for p in result["chains"].values())  # the blob removal is found
     refine_folder(model["val"][0], tmp_path / "refined", out, **QUIET)
     rw = SimpleITKIO()
     for f in sorted(model["val"][0].glob("*.nii.gz")):
@@ -64,7 +64,7 @@ def test_segmentation_only_fit_writes_an_equivalent_nnunet_postprocessing_pkl(mo
 def test_fit_is_seeded(model, tmp_path):
     a = fit_refiner(model["val"], model["gt"], tmp_path / "a.json", seed=3, search=SMALL, **QUIET)
     b = fit_refiner(model["val"], model["gt"], tmp_path / "b.json", seed=3, search=SMALL, **QUIET)
-    assert a["policies"] == b["policies"] and a["fit"]["classes"] == b["fit"]["classes"]
+    assert a["chains"] == b["chains"] and a["fit"]["classes"] == b["fit"]["classes"]
 
 
 def test_missing_reference_names_the_case(model, tmp_path):
@@ -98,3 +98,12 @@ def test_cli_argument_errors(model, tmp_path, capsys):
     assert main(["refine", "fit", "-i", str(model["val"][0]), "-ref", str(model["gt"]), "-o",
                  str(tmp_path / "r.json"), "--population", "0"]) == 2
     assert "population" in capsys.readouterr().err
+
+
+def test_an_unwritable_refiner_path_is_one_error_naming_the_file(model, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "r.json"
+    rc = main(["refine", "fit", "-i", *map(str, model["val"]), "-ref", str(model["gt"]), "-o", str(out),
+               "--population", "1", "--iterations", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"could not write {out}" in err and err.count("\n") == 1 and "Traceback" not in err

@@ -105,12 +105,12 @@ def test_apply_reports_a_missing_npz_on_real_output(run, tmp_path):
     for f in run["predicted"].iterdir():
         if not f.name.endswith(".npz") or run["cases"][1] not in f.name:
             os.symlink(f, broken / f.name)
-    from hypera_nnunet.refine.coordinator import SegmentationAgentCoordinator
     from hypera_nnunet.refine.io import DatasetInfo
+    from hypera_nnunet.refine.refiner import Refiner
 
     info = DatasetInfo.load(run["predicted"] / "dataset.json", run["predicted"] / "plans.json")
     refiner = tmp_path / "identity.json"
-    refiner.write_text(json.dumps(SegmentationAgentCoordinator(labels=info.labels).to_dict()))
+    refiner.write_text(json.dumps(Refiner(labels=info.labels).to_dict()))
     proc = subprocess.run([sys.executable, "-m", "hypera_nnunet.refine.cli", "refine", "apply", "-i", str(broken),
                            "-o", str(tmp_path / "out"), "-m", str(refiner)], env=run["env"], capture_output=True,
                           text=True)

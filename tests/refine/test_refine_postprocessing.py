@@ -5,9 +5,9 @@ import pytest
 from refine_testdata import ro
 
 from hypera_nnunet.errors import HyperaError
-from hypera_nnunet.refine import agents as ag
-from hypera_nnunet.refine.coordinator import Action, ClassPolicy, SegmentationAgentCoordinator
-from hypera_nnunet.refine.postprocessing import policies_to_postprocessing, refine_objects, refine_shape
+from hypera_nnunet.refine import steps as st
+from hypera_nnunet.refine.postprocessing import chains_to_postprocessing, refine_objects, refine_shape
+from hypera_nnunet.refine.refiner import ClassChain, Refiner, TunedStep
 
 
 def test_functions_take_nnunets_call_convention():
@@ -29,11 +29,11 @@ def test_removal_guard_in_the_postprocessing_functions():
     assert (refine_shape(ro(seg), label=1, open_radius=1, max_removed_fraction=0.5) == seg).all()
 
 
-def test_export_of_segmentation_only_policies():
-    coord = SegmentationAgentCoordinator(["shape", "object"])
-    coord.policies = {1: ClassPolicy(1, (Action("shape", ag.ShapeParams(open_radius=1)),)),
-                      2: ClassPolicy(2, (Action("object", ag.ObjectParams(min_size_voxels=5)),))}
-    fns, kwargs = policies_to_postprocessing(coord)
+def test_export_of_segmentation_only_chains():
+    coord = Refiner(["morphology", "components"])
+    coord.chains = {1: ClassChain(1, (TunedStep("morphology", st.MorphologyParams(open_radius=1)),)),
+                    2: ClassChain(2, (TunedStep("components", st.ComponentParams(min_size_voxels=5)),))}
+    fns, kwargs = chains_to_postprocessing(coord)
     assert fns == [refine_shape, refine_objects]
     assert kwargs[0] == {"label": 1, "fill_holes": False, "close_radius": 0, "open_radius": 1, "compactness": 0,
                          "max_removed_fraction": 0.5}
@@ -41,8 +41,8 @@ def test_export_of_segmentation_only_policies():
                          "max_removed_fraction": 0.5}
 
 
-def test_probability_actions_cannot_be_exported():
-    coord = SegmentationAgentCoordinator()
-    coord.policies = {1: ClassPolicy(1, (Action("region", ag.RegionParams(threshold=0.4)),))}
+def test_probability_steps_cannot_be_exported():
+    coord = Refiner()
+    coord.chains = {1: ClassChain(1, (TunedStep("threshold_grow", st.ThresholdGrowParams(threshold=0.4)),))}
     with pytest.raises(HyperaError, match="needs nnU-Net's probabilities"):
-        policies_to_postprocessing(coord)
+        chains_to_postprocessing(coord)

@@ -1,4 +1,4 @@
-"""The multi-objective reward, the adaptive weight manager and the CEM search."""
+"""The multi-objective reward and the adaptive weight manager, on hand-made masks."""
 
 import math
 

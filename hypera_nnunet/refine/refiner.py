@@ -1,24 +1,24 @@
-"""``SegmentationAgentCoordinator``: combines the agents into one refinement per class, fits it, applies it.
+"""``Refiner``: the per-class chains of tuned refinement steps; ``fit`` tunes and accepts them, ``refine`` applies them.
 
-**Combination.** For each foreground class, in label order, the coordinator applies that class's accepted
-actions in the fixed agent order fg_balance → region → boundary → shape → object, each to the output of
-the previous one, with nnU-Net's probabilities as evidence. A class without an accepted refinement is left
-as it is (identity).
+**Combination.** For each foreground class, in label order, the refiner applies that class's accepted chain
+of tuned steps (:mod:`.steps`) in the fixed step order foreground_prior → threshold_grow → boundary_level →
+morphology → components, each to the output of the previous one, with nnU-Net's probabilities as evidence.
+A class without an accepted chain is left as it is (identity).
 
 **Fit** (training mode, rewards from the labels), class by class in label order, starting from nnU-Net's
-cross-validation predictions with the refinements already accepted for earlier classes:
+cross-validation predictions with the chains already accepted for earlier classes:
 
-1. Search. For each agent in order, a cross-entropy-method search (:mod:`.search`) over its bounded
+1. Search. For each step in order, a cross-entropy-method search (:mod:`.search`) over its bounded
    parameters maximises the mean multi-objective reward (:mod:`.reward`) of that class over the search
-   cases (at most ``max_search_cases``, drawn with the coordinator's Generator), subject to a hard
-   constraint: no class's mean Dice may fall. The agent's best parameters join the class's chain only if
-   they beat the identity. The adaptive weight manager re-weights the reward terms after each agent.
+   cases (at most ``max_search_cases``, drawn with the refiner's Generator), subject to a hard
+   constraint: no class's mean Dice may fall. The step's best parameters join the class's chain only if
+   they beat the identity. The adaptive weight manager re-weights the reward terms after each step.
 2. Accept, as nnU-Net accepts its own postprocessing: on all fit cases, the chain is kept only if the
    class's mean Dice (nanmean over cases, nnU-Net's definition) goes up by more than ``min_gain`` and no
    other class's mean Dice goes down. If the whole chain fails, its shorter prefixes are tried, longest
    first; if none passes, the class keeps the identity.
 
-**Removal guard.** In every case, an action that would remove more than ``max_removed_fraction`` (default
+**Removal guard.** In every case, a step that would remove more than ``max_removed_fraction`` (default
 one half) of the voxels a class has is skipped for that case, in fit and apply alike. It needs no labels.
 It keeps a refinement learned on other folds from deleting a class that a different model predicts
 thinner or more fragmented, for example by opening.
@@ -27,8 +27,12 @@ thinner or more fragmented, for example by opening.
 
 **Bounding box.** Refinement runs in the box around the predicted foreground and every voxel where nnU-Net
 gives the foreground at least 1 % (background probability below 0.99), plus a margin that covers how far
-the agents can act. All actions give the same result as on the full volume except the expected-volume
-match of ``FGBalanceAgent``, whose Σp counts the box only.
+the steps can act. All steps give the same result as on the full volume except the expected-volume
+match of ``ForegroundPriorStep``, whose Σp counts the box only.
+
+**File format** (JSON, :meth:`Refiner.to_dict`): version 2 names the steps (``steps``, ``chains``); version 1
+files, written before the rename, called them agents (``agents``, ``policies``, ``actions``, ``agent``, with the
+names of :data:`~hypera_nnunet.refine.steps.LEGACY_NAMES`) and are still read.
 """
 
 from __future__ import annotations
@@ -43,33 +47,34 @@ import numpy as np
 
 from hypera_nnunet.errors import ConfigError, HyperaError
 from hypera_nnunet.refine import metrics
-from hypera_nnunet.refine.agents import AGENT_ORDER, SegmentationAgent, make_agents, params_dict
 from hypera_nnunet.refine.ops import removes_too_much
 from hypera_nnunet.refine.reward import AdaptiveWeightManager, Reference, RewardWeights, combine, reward_terms
 from hypera_nnunet.refine.search import SearchSettings, cem_search
+from hypera_nnunet.refine.steps import STEP_ORDER, RefinementStep, canonical_name, make_steps, params_dict
 
 BACKGROUND_CONFIDENT = 0.99
 FORMAT = "hypera-nnunet-refiner"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
-class Action:
-    """One agent's parameters for one class."""
+class TunedStep:
+    """One step with the parameters tuned for one class."""
 
-    agent: str
+    step: str
     params: object
 
     def to_dict(self) -> dict:
-        return {"agent": self.agent, "params": params_dict(self.params)}
+        return {"step": self.step, "params": params_dict(self.params)}
 
 
 @dataclass(frozen=True)
-class ClassPolicy:
-    """The accepted chain of actions for one label (empty: identity)."""
+class ClassChain:
+    """The accepted chain of tuned steps for one label (empty: identity)."""
 
     label: int
-    actions: tuple[Action, ...] = ()
+    steps: tuple[TunedStep, ...] = ()
 
 
 def work_box(seg: np.ndarray, probs: np.ndarray | None, margin: Sequence[int]) -> tuple[slice, ...] | None:
@@ -161,13 +166,22 @@ def _mean_dice(per_case: list[dict[int, float]], labels: Sequence[int]) -> dict[
     return {lab: metrics.nanmean(d[lab] for d in per_case) for lab in labels}
 
 
-class SegmentationAgentCoordinator:
-    """Holds the agents and the per-class policies; ``fit`` learns them, ``refine`` applies them."""
+class Refiner:
+    """The refinement steps and the per-class chains; ``fit`` tunes and accepts them, ``refine`` applies them.
 
-    def __init__(self, agents: Sequence[str] = AGENT_ORDER, *, labels: dict[int, str] | None = None,
+    :param steps: names of the steps that ``fit`` may use (:data:`~hypera_nnunet.refine.steps.STEP_ORDER`).
+    :param labels: label value -> name, background included (from ``dataset.json``).
+    :param seed: seed of the refiner's own Generator (search-case draws and CEM samples).
+    :param weights: base weights of the reward terms.
+    :param search: the CEM budget per step and class.
+    :param min_gain: mean Dice a class must gain for its chain to be accepted.
+    :param max_removed_fraction: the removal guard (1 disables it).
+    """
+
+    def __init__(self, steps: Sequence[str] = STEP_ORDER, *, labels: dict[int, str] | None = None,
                  seed: int = 0, weights: RewardWeights | None = None, search: SearchSettings | None = None,
                  min_gain: float = 0.0, max_removed_fraction: float = 0.5) -> None:
-        self.agents: dict[str, SegmentationAgent] = {a.name: a for a in make_agents(agents)}
+        self.steps: dict[str, RefinementStep] = {a.name: a for a in make_steps(steps)}
         self.labels = dict(labels or {})
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
@@ -179,43 +193,43 @@ class SegmentationAgentCoordinator:
         if not (0.0 < max_removed_fraction <= 1.0):
             raise ConfigError(f"max_removed_fraction must be in (0, 1], got {max_removed_fraction}")
         self.max_removed_fraction = float(max_removed_fraction)
-        self.policies: dict[int, ClassPolicy] = {}
+        self.chains: dict[int, ClassChain] = {}
 
     # ---- combination ---------------------------------------------------------------------------------
     def margin(self, spacing) -> np.ndarray:
-        """Voxels per axis around the box that the agents (all of their bounds) may reach, plus one."""
-        reach = sum((a.reach_voxels(spacing) for a in self.agents.values()), np.zeros(len(spacing), dtype=int))
+        """Voxels per axis around the box that the steps (all of their bounds) may reach, plus one."""
+        reach = sum((a.reach_voxels(spacing) for a in self.steps.values()), np.zeros(len(spacing), dtype=int))
         return reach + 1
 
     @property
     def uses_probabilities(self) -> bool:
-        return any(self.agents[a.agent].uses_probabilities for p in self.policies.values() for a in p.actions)
+        return any(self.steps[a.step].uses_probabilities for p in self.chains.values() for a in p.steps)
 
-    def act(self, seg: np.ndarray, probs: np.ndarray | None, label: int, action: Action,
+    def act(self, seg: np.ndarray, probs: np.ndarray | None, label: int, action: TunedStep,
             spacing) -> tuple[np.ndarray, bool]:
-        """One action on one case, under the removal guard: if it would remove more than
+        """One tuned step on one case, under the removal guard: if it would remove more than
         ``max_removed_fraction`` of the voxels the class has in this case, it is skipped for this case
         (returns ``seg`` itself and True). Label-free, so fit and apply behave the same."""
-        agent = self.agents[action.agent]
-        new = agent.act(seg, probs if agent.uses_probabilities else None, label=label, params=action.params,
+        step = self.steps[action.step]
+        new = step.act(seg, probs if step.uses_probabilities else None, label=label, params=action.params,
                         spacing=spacing)
         if removes_too_much(seg, new, label, self.max_removed_fraction):
             return seg, True
         return new, False
 
     def refine(self, seg: np.ndarray, probs: np.ndarray | None, spacing) -> tuple[np.ndarray, dict[int, list]]:
-        """Apply the policies to one case. Returns the new label map (a new array) and, per label, the actions
+        """Apply the chains to one case. Returns the new label map (a new array) and, per label, the steps
         taken with the voxels each added to and removed from the class."""
         if probs is None and self.uses_probabilities:
             raise HyperaError("this refinement uses nnU-Net's probabilities, but none were given")
-        log: dict[int, list] = {lab: [] for lab in sorted(self.policies)}
+        log: dict[int, list] = {lab: [] for lab in sorted(self.chains)}
         box = work_box(seg, probs, self.margin(spacing))
-        if box is None or not any(p.actions for p in self.policies.values()):
+        if box is None or not any(p.steps for p in self.chains.values()):
             return seg.copy(), log
         s = seg[box]
         p = None if probs is None else probs[(slice(None), *box)]
-        for lab in sorted(self.policies):
-            for action in self.policies[lab].actions:
+        for lab in sorted(self.chains):
+            for action in self.chains[lab].steps:
                 new, skipped = self.act(s, p, lab, action, spacing)
                 was, now = s == lab, new == lab
                 log[lab].append({**action.to_dict(), "added": int(np.count_nonzero(now & ~was)),
@@ -225,7 +239,7 @@ class SegmentationAgentCoordinator:
         out[box] = s
         return out, log
 
-    def _apply_chain(self, state: np.ndarray, case: FitCase, label: int, actions: Sequence[Action]) -> np.ndarray:
+    def _apply_chain(self, state: np.ndarray, case: FitCase, label: int, actions: Sequence[TunedStep]) -> np.ndarray:
         if case.work is None or not actions:
             return state
         s = state[case.work]
@@ -238,7 +252,7 @@ class SegmentationAgentCoordinator:
     # ---- fit -----------------------------------------------------------------------------------------
     def fit(self, cases: Sequence[FitCase], labels: Sequence[int],
             log: Callable[[str], None] = lambda msg: None) -> dict:
-        """Learn one policy per label from labelled cross-validation cases; returns the fit report."""
+        """Tune and accept one chain per label from labelled cross-validation cases; returns the fit report."""
         if not cases:
             raise HyperaError("no cases to fit the refinement on")
         labels = [int(lab) for lab in labels]
@@ -246,31 +260,31 @@ class SegmentationAgentCoordinator:
         working = [c.seg for c in cases]
         raw_dice = [_dice_all(c.seg, c.ref, labels) for c in cases]
         report: dict = {"classes": {}, "reward_weights": []}
-        self.policies = {}
+        self.chains = {}
         for label in labels:
             t0 = time.perf_counter()
             n_search = min(len(cases), self.search.max_search_cases)
             idx = np.sort(self.rng.choice(len(cases), size=n_search, replace=False))
             current = [working[i] for i in idx]
-            chain: list[Action] = []
+            chain: list[TunedStep] = []
             search_log = []
-            for agent in self.agents.values():
-                if agent.uses_probabilities and any(cases[i].probs is None and cases[i].work is not None
+            for step in self.steps.values():
+                if step.uses_probabilities and any(cases[i].probs is None and cases[i].work is not None
                                                     for i in idx):
                     continue
                 term_w = manager.weights
                 dice_now = _mean_dice([_dice_all(current[j], cases[i].ref, labels) for j, i in enumerate(idx)],
                                       labels)
-                objective = functools.partial(self._objective, agent=agent, label=label, labels=labels,
+                objective = functools.partial(self._objective, step=step, label=label, labels=labels,
                                               cases=[cases[i] for i in idx], states=current, dice_now=dice_now,
                                               term_weights=term_w)
-                res = cem_search(objective, agent, self.rng, self.search)
-                chosen = not agent.is_identity(res.best) and res.best_value > res.neutral_value
-                search_log.append({"agent": agent.name, "identity_reward": res.neutral_value,
+                res = cem_search(objective, step, self.rng, self.search)
+                chosen = not step.is_identity(res.best) and res.best_value > res.neutral_value
+                search_log.append({"step": step.name, "identity_reward": res.neutral_value,
                                    "best_reward": res.best_value, "best_params": params_dict(res.best),
                                    "evaluations": res.evaluations, "chosen": chosen, "term_weights": term_w})
                 if chosen:
-                    action = Action(agent.name, res.best)
+                    action = TunedStep(step.name, res.best)
                     chain.append(action)
                     current = [self._apply_chain(current[j], cases[i], label, [action]) for j, i in enumerate(idx)]
                 terms = [reward_terms(current[j] == label, cases[i].reference(label), cases[i].spacing, self.weights)
@@ -284,20 +298,20 @@ class SegmentationAgentCoordinator:
                 outs = [self._apply_chain(working[i], c, label, sub) for i, c in enumerate(cases)]
                 after = _mean_dice([_dice_all(o, c.ref, labels) for o, c in zip(outs, cases)], labels)
                 ok = accept(before, after, label, self.min_gain)
-                trials.append({"actions": [a.to_dict() for a in sub], "dice_before": before, "dice_after": after,
+                trials.append({"steps": [a.to_dict() for a in sub], "dice_before": before, "dice_after": after,
                                "accepted": ok})
                 if ok:
                     accepted, working = sub, outs
                     break
-            self.policies[label] = ClassPolicy(label, accepted)
+            self.chains[label] = ClassChain(label, accepted)
             name = self.labels.get(label, str(label))
-            log(f"class {label} ({name}): " + (f"accepted {[a.agent for a in accepted]}, Dice "
+            log(f"class {label} ({name}): " + (f"accepted {[a.step for a in accepted]}, Dice "
                                                f"{before[label]:.4f} -> {trials[-1]['dice_after'][label]:.4f}"
                                                if accepted else "identity (no refinement improved Dice "
                                                "without another class getting worse)")
                 + f" [{time.perf_counter() - t0:.1f} s]")
             report["classes"][str(label)] = {
-                "name": name, "accepted": bool(accepted), "actions": [a.to_dict() for a in accepted],
+                "name": name, "accepted": bool(accepted), "steps": [a.to_dict() for a in accepted],
                 "search_cases": [cases[i].name for i in idx], "search": search_log,
                 "acceptance_trials": [_jsonable_trial(t) for t in trials]}
             report["reward_weights"] = manager.history
@@ -306,13 +320,13 @@ class SegmentationAgentCoordinator:
         report["raw_dice_per_case"] = {c.name: {str(k): v for k, v in d.items()} for c, d in zip(cases, raw_dice)}
         return report
 
-    def _objective(self, params, *, agent: SegmentationAgent, label: int, labels: Sequence[int],
+    def _objective(self, params, *, step: RefinementStep, label: int, labels: Sequence[int],
                    cases: Sequence[FitCase], states: Sequence[np.ndarray], dice_now: dict[int, float],
                    term_weights: dict[str, float]) -> float:
         """Mean reward of one candidate over the search cases, under a hard Dice constraint: a candidate that
         lowers the mean Dice of any class (against the chain so far) scores ``-1 - loss``, below every
         candidate that does not (rewards are in [0, 1]), so the search still ranks infeasible ones."""
-        action = [Action(agent.name, params)]
+        action = [TunedStep(step.name, params)]
         rewards, dice_after = [], []
         for case, state in zip(cases, states):
             out = self._apply_chain(state, case, label, action)
@@ -326,44 +340,59 @@ class SegmentationAgentCoordinator:
 
     # ---- persistence ---------------------------------------------------------------------------------
     def to_dict(self) -> dict:
+        """The refiner as JSON-ready data (format version :data:`FORMAT_VERSION`)."""
         return {
             "format": FORMAT, "version": FORMAT_VERSION,
-            "agents": list(self.agents), "labels": {str(k): v for k, v in self.labels.items()},
+            "steps": list(self.steps), "labels": {str(k): v for k, v in self.labels.items()},
             "seed": self.seed, "min_gain": self.min_gain, "max_removed_fraction": self.max_removed_fraction,
             "reward_weights": {k: getattr(self.weights, k) for k in self.weights.__dataclass_fields__},
             "search": {k: getattr(self.search, k) for k in self.search.__dataclass_fields__},
-            "policies": {str(lab): {"name": self.labels.get(lab, str(lab)),
-                                    "actions": [a.to_dict() for a in pol.actions]}
-                         for lab, pol in sorted(self.policies.items())},
+            "chains": {str(lab): {"name": self.labels.get(lab, str(lab)),
+                                  "steps": [a.to_dict() for a in chain.steps]}
+                       for lab, chain in sorted(self.chains.items())},
         }
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "refiner") -> SegmentationAgentCoordinator:
+    def from_dict(cls, d: dict, source: str = "refiner") -> Refiner:
+        """A refiner from :meth:`to_dict`'s data (format version 1 or 2).
+
+        :param d: the decoded JSON.
+        :param source: what to name in errors (the file).
+        """
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise HyperaError(f"{source} is not a hypera-nnunet refiner (written by `hypera-nnunet refine fit`)")
-        if d.get("version") != FORMAT_VERSION:
+        if d.get("version") not in READABLE_VERSIONS:
             raise HyperaError(f"{source} has refiner format version {d.get('version')}, this version reads "
-                              f"{FORMAT_VERSION}")
+                              f"{', '.join(map(str, READABLE_VERSIONS))}")
         try:
-            coord = cls(d["agents"], labels={int(k): v for k, v in d["labels"].items()}, seed=d.get("seed", 0),
-                        weights=RewardWeights(**d.get("reward_weights", {})),
-                        search=SearchSettings(**d.get("search", {})), min_gain=d.get("min_gain", 0.0),
-                        max_removed_fraction=d.get("max_removed_fraction", 0.5))
-            for key, pol in d["policies"].items():
+            d = _upgrade_v1(d) if d["version"] == 1 else d
+            refiner = cls(d["steps"], labels={int(k): v for k, v in d["labels"].items()}, seed=d.get("seed", 0),
+                          weights=RewardWeights(**d.get("reward_weights", {})),
+                          search=SearchSettings(**d.get("search", {})), min_gain=d.get("min_gain", 0.0),
+                          max_removed_fraction=d.get("max_removed_fraction", 0.5))
+            for key, chain in d["chains"].items():
                 label = int(key)
-                actions = []
-                for a in pol["actions"]:
-                    if a["agent"] not in coord.agents:
-                        raise ConfigError(f"class {label} uses agent '{a['agent']}', not among {list(coord.agents)}")
-                    actions.append(Action(a["agent"], coord.agents[a["agent"]].params_from_dict(a["params"])))
-                coord.policies[label] = ClassPolicy(label, tuple(actions))
-        except (KeyError, TypeError, ValueError) as e:
+                tuned = []
+                for a in chain["steps"]:
+                    if a["step"] not in refiner.steps:
+                        raise ConfigError(f"class {label} uses step '{a['step']}', not among {list(refiner.steps)}")
+                    tuned.append(TunedStep(a["step"], refiner.steps[a["step"]].params_from_dict(a["params"])))
+                refiner.chains[label] = ClassChain(label, tuple(tuned))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise HyperaError(f"{source} is not a valid refiner: {type(e).__name__}: {e}") from None
-        return coord
+        return refiner
+
+
+def _upgrade_v1(d: dict) -> dict:
+    """Format version 1 (steps called agents) in version 2's keys and names."""
+    chains = {lab: {"name": pol.get("name", lab),
+                    "steps": [{"step": canonical_name(a["agent"]), "params": a["params"]} for a in pol["actions"]]}
+              for lab, pol in d["policies"].items()}
+    return {**d, "version": 2, "steps": [canonical_name(n) for n in d["agents"]], "chains": chains}
 
 
 def _jsonable_trial(t: dict) -> dict:
-    return {"actions": t["actions"], "accepted": t["accepted"],
+    return {"steps": t["steps"], "accepted": t["accepted"],
             "dice_before": {str(k): v for k, v in t["dice_before"].items()},
             "dice_after": {str(k): v for k, v in t["dice_after"].items()}}
 

@@ -1,0 +1,99 @@
+"""Checkpoints: nnU-Net's own file, written atomically, and the agents' state beside it.
+
+nnU-Net builds its checkpoint dict inside ``save_checkpoint`` and writes it straight to the target
+(a kill during the write leaves a torn ``checkpoint_latest.pth``). The trainer overrides
+``save_checkpoint`` to let nnU-Net write a temporary file that is then renamed, and writes the agents'
+state first, to ``hypera/<checkpoint name>.e<epoch>.pt`` for the epoch the checkpoint will hold. Only
+after the checkpoint is in place are the older agent-state files of that name removed, so whatever
+moment a run is killed, the checkpoint on disk has its agent state beside it. ``load_checkpoint`` takes
+the agent state of the checkpoint's own epoch; checkpoints written before this layout carry it inside,
+under ``"hypera"``, and are still read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from pathlib import Path
+
+from hypera_nnunet.common.atomic_io import atomic_torch_save
+from hypera_nnunet.common.safe_load import load_torch_file
+from hypera_nnunet.errors import HyperaError
+
+HYPERA_DIR = "hypera"
+LEGACY_KEY = "hypera"
+
+
+def agent_state_path(checkpoint: str | os.PathLike, epoch: int) -> Path:
+    p = Path(checkpoint)
+    return p.parent / HYPERA_DIR / f"{p.stem}.e{int(epoch):05d}.pt"
+
+
+def _agent_state_files(checkpoint: str | os.PathLike) -> dict[int, Path]:
+    p = Path(checkpoint)
+    pattern = re.compile(rf"^{re.escape(p.stem)}\.e(\d+)\.pt$")
+    folder = p.parent / HYPERA_DIR
+    out = {}
+    if folder.is_dir():
+        for f in folder.iterdir():
+            m = pattern.match(f.name)
+            if m:
+                out[int(m.group(1))] = f
+    return out
+
+
+def save_agent_state(state: dict, checkpoint: str | os.PathLike, epoch: int) -> Path:
+    """Write the agents' state for ``checkpoint`` at ``epoch`` (before the checkpoint itself)."""
+    return atomic_torch_save(state, agent_state_path(checkpoint, epoch))
+
+
+def prune_agent_state(checkpoint: str | os.PathLike, keep_epoch: int) -> None:
+    """Remove the agent-state files of ``checkpoint`` other than ``keep_epoch``'s (after the checkpoint)."""
+    for epoch, f in _agent_state_files(checkpoint).items():
+        if epoch != keep_epoch:
+            f.unlink(missing_ok=True)
+
+
+def load_agent_state(checkpoint: str | os.PathLike, epoch: int) -> dict | None:
+    """The agents' state saved with ``checkpoint`` at ``epoch``; the legacy in-checkpoint copy; or None."""
+    f = agent_state_path(checkpoint, epoch)
+    if f.is_file():
+        return load_torch_file(f, "HYPERA agent state")
+    import torch
+
+    # nnU-Net loads its own checkpoints with weights_only=False; the legacy copy inside is read the same way
+    legacy = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return legacy.get(LEGACY_KEY) if isinstance(legacy, dict) else None
+
+
+def check_checkpoint(path: str | os.PathLike) -> None:
+    """Raise one clear error if ``path`` is not an intact torch checkpoint, naming the others that exist.
+
+    A torch checkpoint is a zip archive: its central directory and every member's CRC are checked, which
+    reads the file once and unpickles nothing."""
+    p = Path(path)
+    try:
+        with zipfile.ZipFile(p) as z:
+            bad = z.testzip()
+        problem = None if bad is None else f"member {bad} fails its CRC check"
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        problem = str(e) or type(e).__name__
+    if problem is None:
+        return
+    others = [n for n in ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
+              if n != p.name and (p.parent / n).is_file()]
+    alt = (f"; {' and '.join(others)} exist{'s' if len(others) == 1 else ''} in {p.parent}: to resume from one, "
+           f"copy it to {p.name} yourself (nothing falls back silently)") if others else \
+        "; no other checkpoint exists there: train again without --c"
+    raise HyperaError(f"checkpoint {p} is damaged ({problem}){alt}")
+
+
+def resume_checkpoint(fold_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint ``nnUNetv2_train --c`` will load in ``fold_dir`` (nnU-Net's order: final, latest,
+    best), or None when there is none."""
+    for name in ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth"):
+        p = Path(fold_dir) / name
+        if p.is_file():
+            return p
+    return None
