@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hypera_nnunet.common.atomic_io import atomic_write_json
 from hypera_nnunet.config import HyperaConfig, LearningConfig
 from hypera_nnunet.control.coordinator import Coordinator
 from hypera_nnunet.control.decision_log import fingerprint
@@ -184,10 +185,7 @@ def main() -> None:
         "panel_s": panel_s(),
         "coordinator_epoch_ms": {f"gradient_steps_{g}": coordinator_epoch_ms(g) for g in (8, 4)},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=2) + "\n")
-    tmp.replace(args.out)
+    atomic_write_json(args.out, res)
     print(json.dumps(res, indent=2))
 
 

@@ -21,11 +21,11 @@ the runs both have.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from hypera_nnunet.benchmark.report import fg_mean
 from hypera_nnunet.benchmark.stats import paired_test
+from hypera_nnunet.common.atomic_io import atomic_write_json
 from hypera_nnunet.errors import HyperaError
 from hypera_nnunet.refine.io import read_json
 
@@ -76,10 +76,10 @@ def main() -> None:
             keys = sorted(set(configs[ref]) & set(configs[cand]))
             t = paired_test([configs[ref][k] for k in keys], [configs[cand][k] for k in keys])
             res["paired"][f"{cand} minus {ref}"] = {"runs": keys, **t.to_dict()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=2) + "\n")
-    tmp.replace(args.out)
+    try:
+        atomic_write_json(args.out, res)
+    except HyperaError as e:
+        raise SystemExit(f"compare_runs: {e}") from None
     for name, t in res["paired"].items():
         print(f"{name}: n={t['n']} mean {t['mean_diff']:+.4f} CI [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}] "
               f"p={t['wilcoxon_p']:.4f} better/worse {t['wins']}/{t['losses']}")

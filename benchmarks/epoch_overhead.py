@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hypera_nnunet.data import convert_msd_subset, run_nnunet
+from hypera_nnunet.common.atomic_io import atomic_write_json
+from hypera_nnunet.data import CPU_ENV, convert_msd_subset, run_nnunet
 from hypera_nnunet.env import nnunet_env
 from hypera_nnunet.nnunet.plans import write_reduced_plans
 
@@ -46,8 +47,7 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="hypera_overhead_"))
     env = nnunet_env({"nnUNet_raw": str(root / "raw"), "nnUNet_preprocessed": str(root / "pre"),
-                      "nnUNet_results": str(root / "res"), "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1",
-                      "nnUNet_compile": "0"})
+                      "nnUNet_results": str(root / "res"), **CPU_ENV})
     env.pop("HYPERA_CONFIG", None)
     name = convert_msd_subset(MSD, args.cases, 905, env=env, include_test=False)
     run_nnunet(["nnUNetv2_plan_and_preprocess", "-d", "905", "-c", "3d_fullres", "-np", "1", "-npfp", "1"],
@@ -84,11 +84,7 @@ def main() -> None:
         f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
         "dataset": f"{name} ({args.cases} MSD Task04 cases), hyperaCPUPlans 3d_fullres, fold 0", "runs": runs}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
+    atomic_write_json(args.out, result)
 
 
 if __name__ == "__main__":

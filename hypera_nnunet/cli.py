@@ -64,12 +64,12 @@ def preflight_train(dataset: str, configuration: str, trainer: str, plans: str) 
     if not known_trainer(trainer):
         raise HyperaError(f"unknown trainer '{trainer}': neither nnU-Net nor HYPERA defines it "
                           "(`hypera-nnunet trainers` lists HYPERA's).")
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    from hypera_nnunet.data import dataset_name
 
     pre = folders["nnUNet_preprocessed"]
     try:  # nnU-Net's own id -> name lookup (raw, preprocessed and results folders)
-        dataset_dir = pre / maybe_convert_to_dataset_name(dataset)
-    except (RuntimeError, ValueError):
+        dataset_dir = pre / dataset_name(dataset)
+    except HyperaError:
         dataset_dir = None
     if dataset_dir is None or not dataset_dir.is_dir():
         raise HyperaError(f"dataset '{dataset}' was never preprocessed: nothing for it in {pre}. Run "
@@ -171,9 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from hypera_nnunet.benchmark.cli import register as register_benchmark
     from hypera_nnunet.refine.cli import register as register_refine
+    from hypera_nnunet.report.cli import register as register_report
 
     register_refine(sub)
     register_benchmark(sub)
+    register_report(sub)
     return p
 
 

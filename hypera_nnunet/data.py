@@ -10,19 +10,64 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from hypera_nnunet.common.atomic_io import atomic_write, atomic_write_json
 from hypera_nnunet.errors import HyperaError
 
 SYNTHETIC_LABELS = {"background": 0, "anterior": 1, "posterior": 2}
+#: nnU-Net on a small CPU machine: no data-augmentation worker processes, one process for nnU-Net's other pools,
+#: no ``torch.compile``. The one copy; the CPU benchmark protocols, the demo and the tests use it.
+CPU_ENV: dict[str, str] = {"nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1", "nnUNet_compile": "0"}
+_FOLDER_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
 
-def _atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+@contextmanager
+def _nnunet_folders(env: dict[str, str] | None) -> Iterator[None]:
+    """nnU-Net's folder variables of ``env`` in ``os.environ`` for the duration (nnU-Net reads them there)."""
+    if env is None:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in _FOLDER_VARS}
+    try:
+        for k in _FOLDER_VARS:
+            if env.get(k) is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = env[k]
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def dataset_name(dataset: str | int, env: dict[str, str] | None = None) -> str:
+    """nnU-Net's name for a dataset id or name (``4`` -> ``Dataset004_Hippocampus``), by nnU-Net's own
+    ``maybe_convert_to_dataset_name`` (it looks in ``nnUNet_preprocessed``, ``nnUNet_raw`` and ``nnUNet_results``).
+
+    :param dataset: an id (``4``, ``"4"``) or a full name (returned as it is).
+    :param env: the environment whose nnU-Net folders to search (default: this process's).
+    :raises HyperaError: no dataset, or several, with that id; or neither an id nor a ``Dataset...`` name.
+    """
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    with _nnunet_folders(env):
+        try:
+            return str(maybe_convert_to_dataset_name(dataset))
+        except ValueError:
+            raise HyperaError(f"dataset '{dataset}' is neither an nnU-Net dataset id nor a name like "
+                              "'Dataset004_Hippocampus'.") from None
+        except RuntimeError as e:
+            found = "several datasets" if str(e).startswith("More than one") else "no dataset"
+            raise HyperaError(f"dataset '{dataset}': nnU-Net finds {found} with this id in nnUNet_preprocessed, "
+                              "nnUNet_raw and nnUNet_results.") from None
 
 
 def synthetic_case(shape: tuple[int, int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -64,9 +109,7 @@ def write_synthetic_dataset(raw_root: Path, dataset_id: int = 990, name: str = "
     def save(arr: np.ndarray, path: Path) -> None:
         im = sitk.GetImageFromArray(arr)
         im.SetSpacing(tuple(float(s) for s in spacing[::-1]))
-        tmp = path.with_name("tmp_" + path.name)
-        sitk.WriteImage(im, str(tmp))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: _write_image(im, tmp, path))
 
     for i in range(n_train + n_test):
         img, seg = synthetic_case(shape, rng)
@@ -74,12 +117,25 @@ def write_synthetic_dataset(raw_root: Path, dataset_id: int = 990, name: str = "
         img_dir, lab_dir = ("imagesTr", "labelsTr") if i < n_train else ("imagesTs", "labelsTs")
         save(img, folder / img_dir / f"{case}_0000.nii.gz")
         save(seg, folder / lab_dir / f"{case}.nii.gz")
-    _atomic_json({
+    atomic_write_json(folder / "dataset.json", {
         "channel_names": {"0": "MRI"}, "labels": SYNTHETIC_LABELS, "numTraining": n_train,
         "file_ending": ".nii.gz", "name": name,
         "description": "Synthetic two-structure volumes written by hypera-nnunet (no real data).",
-    }, folder / "dataset.json")
+    })
     return folder
+
+
+def _write_image(image, tmp: str, target: Path) -> None:
+    """SimpleITK picks its writer by file extension: write under ``tmp`` plus the target's extension, then move
+    it onto ``tmp`` (which :func:`~hypera_nnunet.common.atomic_io.atomic_write` moves onto the target)."""
+    import SimpleITK as sitk
+
+    staged = tmp + "".join(target.suffixes)
+    try:
+        sitk.WriteImage(image, staged)
+        os.replace(staged, tmp)
+    finally:
+        Path(staged).unlink(missing_ok=True)
 
 
 def convert_msd_subset(msd_folder: Path, n_cases: int, dataset_id: int, env: dict[str, str] | None = None,
@@ -110,10 +166,10 @@ def convert_msd_subset(msd_folder: Path, n_cases: int, dataset_id: int, env: dic
                 if not p.name.startswith((".", "_")):
                     os.symlink(p, stage / "imagesTs" / p.name)
         meta = dict(meta, numTraining=len(cases), training=[], test=[])
-        _atomic_json(meta, stage / "dataset.json")
+        atomic_write_json(stage / "dataset.json", meta)
         run_nnunet(["nnUNetv2_convert_MSD_dataset", "-i", str(stage), "-overwrite_id", str(dataset_id), "-np", "1"],
                    env=env)
-    return f"Dataset{dataset_id:03d}_{msd_folder.name.split('_', 1)[1]}"
+    return dataset_name(dataset_id, env)
 
 
 def nnunet_exe(name: str) -> str:

@@ -3,14 +3,15 @@
 It writes a small synthetic 3D dataset in nnU-Net's raw format, plans and preprocesses it with
 nnU-Net, writes reduced CPU plans, trains ``nnUNetTrainer`` and ``HyperaTrainer`` on fold 0 at the
 same short budget, predicts the held-out test cases, evaluates them with ``nnUNetv2_evaluate_folder``
-and prints a side-by-side table: Dice per class, wall time, and what the agents changed.
+and prints a side-by-side table (Dice per class, wall time: one short run on synthetic data, not evidence; the
+evidence is in ``docs/benchmarks.md``), what the agents changed (switches as on/off), and writes the HYPERA
+run's HTML report (``fold_0/hypera/report.html``; without plotly it says how to get it).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -19,7 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypera_nnunet.data import SYNTHETIC_LABELS, nnunet_exe, run_nnunet, write_synthetic_dataset
+from hypera_nnunet.common.atomic_io import atomic_write_json
+from hypera_nnunet.data import CPU_ENV, SYNTHETIC_LABELS, nnunet_exe, run_nnunet, write_synthetic_dataset
 from hypera_nnunet.env import nnunet_env
 from hypera_nnunet.errors import HyperaError
 from hypera_nnunet.nnunet.budget import EPOCHS, ITERS
@@ -28,7 +30,6 @@ from hypera_nnunet.nnunet.plans import CPU_PLANS_NAME, write_reduced_plans
 DATASET_ID = 990
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_HyperaSynthetic"
 MARKER = ".hypera_demo"
-CPU_ENV = {"nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1", "nnUNet_compile": "0"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,20 @@ def _train_streaming(cmd: list[str], env: dict, label: str, log: Path, epochs: i
     return time.perf_counter() - t0
 
 
+def _epoch_ranges(epochs: list[int]) -> str:
+    """``[2, 3, 4, 7]`` -> ``"2-4, 7"``."""
+    out: list[list[int]] = []
+    for e in epochs:
+        if out and e == out[-1][1] + 1:
+            out[-1][1] = e
+        else:
+            out.append([e, e])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in out)
+
+
 def _agent_changes(fold_dir: Path) -> list[str]:
+    """One line per knob: its multipliers of nnU-Net's value, or for a switch (``nesterov``) where it was on/off;
+    then rollbacks and the agents' time."""
     path = fold_dir / "hypera" / "decisions.jsonl"
     if not path.is_file():
         return []
@@ -92,6 +106,16 @@ def _agent_changes(fold_dir: Path) -> list[str]:
         return []
     out = []
     for knob in lines[0]["multipliers"]:
+        vals = [(rec.get("values") or {}).get(knob) for rec in lines]
+        if any(isinstance(v, bool) for v in vals):  # a switch: on/off, not a multiplier
+            off = [rec["epoch"] for rec, v in zip(lines, vals) if v is False]
+            if not off:
+                out.append(f"{knob} (switch): on in all {len(lines)} epochs")
+            elif len(off) == len(lines):
+                out.append(f"{knob} (switch): off in all {len(lines)} epochs")
+            else:
+                out.append(f"{knob} (switch): off in epochs {_epoch_ranges(off)}, on in the others")
+            continue
         ms = [rec["multipliers"][knob] for rec in lines]
         if max(abs(math.log(m)) for m in ms) < 1e-9:
             out.append(f"{knob}: unchanged (nnU-Net's)")
@@ -101,6 +125,39 @@ def _agent_changes(fold_dir: Path) -> list[str]:
     overhead = sum(rec["overhead_s"]["total"] for rec in lines)
     out.append(f"rollbacks: {rb}; agents' time: {overhead:.2f} s over {len(lines)} epochs")
     return out
+
+
+def results_table(rows: dict, trainers: list[str], settings: DemoSettings) -> list[str]:
+    """The printed table, preceded by what it is (one short run on synthetic data, not evidence)."""
+    names = {v: k for k, v in SYNTHETIC_LABELS.items() if v}
+    out = [f"One short run on synthetic data (fold 0, {settings.epochs} epochs x {settings.iterations} iterations, "
+           f"{settings.n_test} test volumes): it shows the loop working; it is not evidence about HYPERA.",
+           "For the evidence (paired runs over folds and seeds, with their statistics) see docs/benchmarks.md.", ""]
+    header = f"{'trainer':34s}" + "".join(f"{'Dice ' + names[c]:>16s}" for c in sorted(names)) + \
+        f"{'mean':>8s}{'train [s]':>11s}{'predict [s]':>13s}"
+    out += [header, "-" * len(header)]
+    for tr in trainers:
+        r = rows[tr]
+        dice = [r["dice"].get(c, float("nan")) for c in sorted(names)]
+        out.append(f"{tr:34s}" + "".join(f"{d:16.4f}" for d in dice) + f"{sum(dice) / len(dice):8.4f}"
+                   f"{r['train_s']:11.1f}{r['predict_s']:13.1f}")
+    return out
+
+
+def write_run_report(fold_dir: Path) -> tuple[str | None, str]:
+    """The fold's HTML report: ``(path or None, the line to print)``; without plotly, how to get it instead."""
+    import importlib.util
+
+    if importlib.util.find_spec("plotly") is None:
+        return None, (f"HTML report not written: plotly is not installed. Install it with "
+                      f"pip install 'hypera-nnunet[report]', then run: hypera-nnunet report {fold_dir}")
+    from hypera_nnunet.report.run_report import write_run_report as write
+
+    try:
+        path = write(fold_dir)
+    except HyperaError as e:
+        return None, f"HTML report not written: {e}"
+    return str(path), f"HTML report of the {fold_dir.parent.name.split('__')[0]} run (open it in a browser): {path}"
 
 
 def run_demo(settings: DemoSettings) -> dict:
@@ -154,25 +211,18 @@ def run_demo(settings: DemoSettings) -> dict:
         rows[tr]["changes"] = _agent_changes(model / "fold_0")
 
     _say("[5/5] Results on the held-out synthetic test volumes (nnU-Net's summary.json)\n")
-    names = {v: k for k, v in SYNTHETIC_LABELS.items() if v}
-    header = f"{'trainer':34s}" + "".join(f"{'Dice ' + names[c]:>16s}" for c in sorted(names)) + \
-        f"{'mean':>8s}{'train [s]':>11s}{'predict [s]':>13s}"
-    _say(header)
-    _say("-" * len(header))
-    for tr in trainers:
-        r = rows[tr]
-        dice = [r["dice"].get(c, float("nan")) for c in sorted(names)]
-        _say(f"{tr:34s}" + "".join(f"{d:16.4f}" for d in dice) + f"{sum(dice) / len(dice):8.4f}"
-             f"{r['train_s']:11.1f}{r['predict_s']:13.1f}")
-    _say(f"\nWhat the agents changed ({trainers[1]}, multipliers of nnU-Net's own values):")
+    for line in results_table(rows, trainers, settings):
+        _say(line)
+    _say(f"\nWhat the agents changed ({trainers[1]}; multipliers of nnU-Net's own values, switches on/off):")
     for line in rows[trainers[1]]["changes"]:
         _say(f"  {line}")
+    fold = res / DATASET_NAME / f"{trainers[1]}__{CPU_PLANS_NAME}__3d_fullres" / "fold_0"
+    report, line = write_run_report(fold)
+    _say(f"\n{line}")
     _say(f"\nDone in {time.perf_counter() - t_start:.0f} s. Everything is in {folder} "
          f"(decisions: {res / DATASET_NAME}/{trainers[1]}__{CPU_PLANS_NAME}__3d_fullres/fold_0/hypera/decisions.jsonl)")
-    result = {"trainers": rows, "folder": str(folder)}
-    tmp = folder / "demo_results.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, folder / "demo_results.json")
+    result = {"trainers": rows, "folder": str(folder), "report": report}
+    atomic_write_json(folder / "demo_results.json", result)
     return result
 
 

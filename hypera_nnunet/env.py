@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hypera_nnunet.common.atomic_io import atomic_write_text
 from hypera_nnunet.errors import HyperaError
 
 NNUNET_FOLDER_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
@@ -38,10 +39,7 @@ def ext_trainer_dir() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hypera_nnunet" / "trainers"
     target = cache / _REEXPORT_MODULE
     if not target.is_file() or target.read_text() != _REEXPORT_SOURCE:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(_REEXPORT_SOURCE)
-        os.replace(tmp, target)
+        atomic_write_text(target, _REEXPORT_SOURCE)
     return cache
 
 

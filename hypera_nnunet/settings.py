@@ -343,12 +343,15 @@ class HyperaConfig:
             imported also a mapping, parsed against the agent registry). At least one agent.
         strategy: conflict resolution when several agents propose values for one knob (a registered name).
         shadow: decide and log, apply nothing, learn nothing (the control run).
-        seed: seeds every agent's own generators, never the global RNGs (an integer in [0, 2^32 - 1]).
+        seed: the agents' own generators are seeded from (seed, fold), never the global RNGs (an integer in
+            [0, 2^32 - 1]; ``$HYPERA_SEED``, which also seeds nnU-Net's streams, takes its place when set).
         save_every: write ``checkpoint_latest.pth`` every N >= 1 epochs (None: nnU-Net's 50).
         pause_after_epochs: stop this process after N >= 1 epochs, leaving a checkpoint that
             ``nnUNetv2_train ... --c`` resumes (for job time limits; None: never).
         pause_after_minutes: time budget (> 0): stop when the next epoch would end after this many
             minutes (None: no budget).
+        tensorboard: also write each epoch's knob multipliers, rewards, trust and pseudo-Dice as TensorBoard
+            scalars to ``fold_X/hypera/tensorboard`` (needs ``pip install 'hypera-nnunet[tensorboard]'``).
         safeguards, exploration, learning, transfer: the sections above.
     """
 
@@ -359,6 +362,7 @@ class HyperaConfig:
     save_every: int | None = setting(None, Rule("int", ge=1, optional=True))
     pause_after_epochs: int | None = setting(None, Rule("int", ge=1, optional=True))
     pause_after_minutes: float | None = setting(None, Rule("number", gt=0, optional=True))
+    tensorboard: bool = setting(False, Rule("bool"))
     safeguards: SafeguardConfig = SafeguardConfig()
     exploration: ExplorationConfig = ExplorationConfig()
     learning: LearningConfig = LearningConfig()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypera_fakes import FakeKnobs
 
-from hypera_nnunet.data import convert_msd_subset, run_nnunet
+from hypera_nnunet.data import CPU_ENV, convert_msd_subset, run_nnunet
 from hypera_nnunet.env import nnunet_env
 from hypera_nnunet.nnunet.plans import write_reduced_plans
 
@@ -24,7 +24,6 @@ if not MSD.is_dir():  # CI clones the repo with shared/ beside it
     MSD = Path(os.environ.get("HYPERA_MSD_HIPPOCAMPUS", "../shared/data/Task04_Hippocampus")).resolve()
 DATASET_ID = 904
 N_CASES = 12
-CPU_ENV = {"nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1", "nnUNet_compile": "0"}
 
 
 @pytest.fixture(scope="session")

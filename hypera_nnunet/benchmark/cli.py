@@ -13,6 +13,8 @@ so several configurations of one trainer share one report:
     hypera-nnunet benchmark -d 4 -tr nnUNetTrainer HyperaTrainer HyperaTrainer:gs4.json --out bench/
 
 Jobs run fold by fold (fold 0 of every trainer, then fold 1, ...), so a run cut short still has paired folds.
+One harness at a time per output folder (a lock on ``--out``; a second one names the holder's pid). Stopped with
+SIGTERM, SIGHUP or Ctrl-C, it stops its trainings' process groups; killed with SIGKILL, its trainings end too.
 """
 
 from __future__ import annotations
@@ -25,11 +27,16 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from hypera_nnunet.benchmark.protocol import PROTOCOLS, get_protocol
 from hypera_nnunet.benchmark.runner import Job, display_name, results_root_for_seed, run_jobs
+from hypera_nnunet.common.atomic_io import atomic_write_json, atomic_write_text
+from hypera_nnunet.common.locks import FolderLock
 from hypera_nnunet.errors import HyperaError
+from hypera_nnunet.nnunet.variant_table import hypera_variant_of, is_hypera_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,9 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "first is the baseline (default: nnUNetTrainer HyperaTrainer)")
     p.add_argument("-f", "--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="folds (default 0 1 2 3 4)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0],
-                   help="repetitions; seed 0 uses nnUNet_results itself, seed s uses "
-                        "nnUNet_results/hypera_seeds/seed<s> and seeds HYPERA's agents with s (nnU-Net's own "
-                        "trainers take no seed)")
+                   help="seeds: each training of seed s runs with HYPERA_SEED=s (nnU-Net's streams and the agents' "
+                        "seeds derive from (s, fold), so the trainers of one (fold, seed) share their random "
+                        "numbers); results in nnUNet_results/hypera_seeded/seed<s> (default: 0)")
+    p.add_argument("--unseeded", action="store_true",
+                   help="repetitions without HYPERA_SEED, in the layout of runs made before seeding (seed 0 = "
+                        "nnUNet_results, seed s = nnUNet_results/hypera_seeds/seed<s>; HYPERA's agents seeded with s "
+                        "through HYPERA_CONFIG); to continue or report such runs")
     p.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs (registered grid only)")
     p.add_argument("--iters", type=int, default=None, help="override the protocol's iterations per epoch")
     p.add_argument("-p", "--plans", default=None, help="override the protocol's plans identifier")
@@ -58,7 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report-only", action="store_true", help="train nothing; report what has finished")
     p.add_argument("--dry-run", action="store_true", help="print the nnUNetv2_train commands and stop")
     p.add_argument("--no-surface", action="store_true", help="skip HD95/NSD (they read every validation prediction)")
-    p.add_argument("--nsd-tolerance", type=float, default=1.0, help="NSD tolerance in mm (default 1.0)")
+    p.add_argument("--nsd-tolerance", type=float, default=None,
+                   help="NSD tolerance in mm (default: hypera_nnunet.refine.metrics.DEFAULT_NSD_TOLERANCE_MM)")
     p.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples (default 10000)")
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds; stop the trainings after this long (they resume with --c next time), then report")
@@ -83,16 +95,18 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _dataset_name(dataset: str, preprocessed: Path) -> str:
-    cands = sorted(p.name for p in preprocessed.glob("Dataset*") if p.is_dir()) if preprocessed.is_dir() else []
-    if dataset.isdigit():
-        match = [c for c in cands if c.startswith(f"Dataset{int(dataset):03d}_")]
-    else:
-        match = [c for c in cands if c == dataset]
-    if not match:
-        raise HyperaError(f"dataset '{dataset}' was never preprocessed: nothing for it in {preprocessed} "
-                          f"(nnUNet_preprocessed). Run `nnUNetv2_plan_and_preprocess -d {dataset} -c <configuration>` "
-                          "first.")
-    return match[0]
+    """nnU-Net's name of ``dataset`` (an id or a name), which must have a folder in ``preprocessed``."""
+    from hypera_nnunet.data import dataset_name
+
+    hint = f"Run `nnUNetv2_plan_and_preprocess -d {dataset} -c <configuration>` first."
+    try:
+        name = dataset_name(dataset)
+    except HyperaError as e:
+        raise HyperaError(f"{e} {hint}") from None
+    if not (preprocessed / name).is_dir():
+        raise HyperaError(f"dataset '{dataset}' was never preprocessed: {preprocessed / name} (nnUNet_preprocessed) "
+                          f"does not exist. {hint}")
+    return name
 
 
 def _ensure_plans(pre_dir: Path, plans: str, configuration: str, protocol) -> None:
@@ -115,31 +129,43 @@ def _ensure_plans(pre_dir: Path, plans: str, configuration: str, protocol) -> No
 
 
 def _is_hypera(trainer: str) -> bool:
-    from hypera_nnunet.nnunet import trainers as tr
+    """Whether ``trainer`` runs HYPERA's agents (a variant of the table, at any budget; not the baselines)."""
+    return hypera_variant_of(trainer) is not None
 
-    return hasattr(getattr(tr, trainer, None), "hypera_config_for_run")
+
+SEEDABLE_BASELINE = "nnUNetTrainerSeedable"  # nnU-Net's trainer at its own budget, seedable (nnunet/variants.py)
+
+
+def seedable(trainer: str) -> bool:
+    """Whether ``HYPERA_SEED`` seeds ``trainer``: every HYPERA trainer, the ``nnUNetTrainer_<E>epochs_<I>iters``
+    baselines and ``nnUNetTrainerSeedable``; not nnU-Net's own trainers (``nnUNetTrainer``,
+    ``nnUNetTrainer_<E>epochs``, ``nnUNetTrainerNoDA``, ...), which seed nothing."""
+    return trainer == SEEDABLE_BASELINE or is_hypera_name(trainer)
+
+
+def unseedable_warning(trainer: str) -> str:
+    """The one line a seeded benchmark prints for a trainer that ``HYPERA_SEED`` cannot seed."""
+    return (f"warning: {trainer} is nnU-Net's own trainer and cannot be seeded (HYPERA_SEED does nothing to it), "
+            "so its runs will not be paired with seeded runs; use nnUNetTrainerSeedable (nnU-Net's full budget) or "
+            "an nnUNetTrainer_<E>epochs_<I>iters baseline instead.")
 
 
 def _seed_config_file(trainer: str, seed: int, out_dir: Path, config: Path | None = None,
                       variant: str = "") -> Path | None:
-    """The HYPERA_CONFIG file of one (trainer, seed): ``config`` (else the trainer variant's own configuration)
-    with ``seed``; ``config`` itself for seed 0. None for trainers without agents and for their own seed 0."""
-    from hypera_nnunet.config import load_config
-    from hypera_nnunet.nnunet import trainers as tr
+    """The HYPERA_CONFIG file of one (trainer, seed): ``config``'s settings (none for the trainer's own
+    configuration) with ``seed``, which the trainer merges onto its variant's configuration as it does any file;
+    ``config`` itself for seed 0. None for trainers without agents and for their own seed 0. The file is checked
+    as the trainer will read it (merged onto the variant) before anything runs."""
+    from hypera_nnunet.config import read_config_file, run_config
 
     if not _is_hypera(trainer) or (seed == 0 and config is None):
         return None
     if seed == 0:
         return config
-    if config is not None:
-        cfg = load_config(config)
-    else:
-        cls = getattr(tr, trainer)
-        cfg = cls.hypera_config_for_run(cls.__new__(cls))
+    values = read_config_file(config) if config is not None else {}
     path = Path(out_dir) / "configs" / f"{display_name(trainer, variant)}_seed{seed}.json"
-    from hypera_nnunet.benchmark.report import atomic_write
-
-    atomic_write(path, json.dumps(cfg.replace(seed=seed).to_dict(), indent=2))
+    atomic_write_json(path, {**values, "seed": seed})
+    run_config(trainer, path)
     return path
 
 
@@ -147,8 +173,9 @@ VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def parse_trainer_spec(spec: str) -> tuple[str, Path | None]:
-    """``TRAINER`` or ``TRAINER:CONFIG`` -> (base trainer name, config file or None), the file checked."""
-    from hypera_nnunet.config import load_config
+    """``TRAINER`` or ``TRAINER:CONFIG`` -> (base trainer name, config file or None), the file read (it is checked
+    merged onto its trainer's configuration once the protocol has named the trainer)."""
+    from hypera_nnunet.config import read_config_file
 
     base, sep, cfg = spec.partition(":")
     if not sep:
@@ -159,7 +186,7 @@ def parse_trainer_spec(spec: str) -> tuple[str, Path | None]:
     if not VARIANT_NAME.match(path.stem):
         raise HyperaError(f"--trainers '{spec}': the config file's name '{path.stem}' labels the variant in reports "
                           "and folders; use letters, digits, '_', '.' and '-' only.")
-    load_config(path)  # a missing or invalid file fails here, naming it, before any training starts
+    read_config_file(path)  # a missing or unparsable file fails here, naming it
     return base, path.resolve()
 
 
@@ -181,16 +208,37 @@ def run(args) -> int:
     concurrency = args.concurrency or proto.concurrency
     if concurrency < 1:
         raise HyperaError(f"--concurrency must be at least 1, got {concurrency}.")
-    from hypera_nnunet.cli import known_trainer
+    from hypera_nnunet.nnunet.names import known_trainer
 
     specs = [parse_trainer_spec(t) for t in args.trainers]
     runs = [(proto.trainer_name(base), cfg.stem if cfg else "", cfg) for base, cfg in specs]  # (trainer, variant, file)
     for n, variant, _ in runs:
-        if not known_trainer(n):
+        if n.startswith(SEEDABLE_BASELINE + "_"):
+            raise HyperaError(f"unknown trainer '{n}' (from --trainers and protocol '{proto.name}'): "
+                              f"{SEEDABLE_BASELINE} is nnU-Net's full budget; at a protocol's budget give "
+                              "nnUNetTrainer, whose nnUNetTrainer_<E>epochs_<I>iters variants are seedable.")
+        if n != SEEDABLE_BASELINE and not known_trainer(n):
             raise HyperaError(f"unknown trainer '{n}' (from --trainers and protocol '{proto.name}'): neither nnU-Net "
                               "nor HYPERA defines it (`hypera-nnunet trainers` lists HYPERA's).")
         if variant and not _is_hypera(n):
             raise HyperaError(f"--trainers '{n}:…': only HYPERA trainers read a HYPERA config file.")
+    from hypera_nnunet.config import CONFIG_ENV, run_config, variant_config
+
+    for n, _, cfg in runs:  # each HYPERA run's configuration as its trainer will read it (a file merged onto it)
+        if cfg is not None:
+            run_config(n, cfg)
+        elif _is_hypera(n):
+            variant_config(n)
+    seeded = not args.unseeded
+    from hypera_nnunet.nnunet.seeding import SEED_ENV
+
+    if seeded:
+        bad = [s for s in args.seeds if not 0 <= s < 2**32]
+        if bad:
+            raise HyperaError(f"--seeds {bad[0]}: {SEED_ENV} takes seeds in [0, 2^32).")
+        for n, _, _ in runs:
+            if not seedable(n):
+                print(unseedable_warning(n), file=sys.stderr, flush=True)
     names = [display_name(n, v) for n, v, _ in runs]
     if len(set(names)) != len(names):
         raise HyperaError(f"--trainers gives two runs one name: {names} (a trainer listed twice, or two config files "
@@ -200,34 +248,54 @@ def run(args) -> int:
     _ensure_plans(pre_dir, plans, args.configuration, proto)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    root = folders["nnUNet_results"]
-    jobs = [Job(dataset, args.configuration, f, t, plans, s, results_root_for_seed(root, s, v), variant=v)
-            for s in args.seeds for f in args.folds for t, v, _ in runs]
-    base_env = nnunet_env(dict(proto.env))
-    seed_cfg = {(t, v, s): _seed_config_file(t, s, out, cfg, v) for t, v, cfg in runs for s in args.seeds}
+    with _harness_lock(out, args):
+        root = folders["nnUNet_results"]
+        jobs = [Job(dataset, args.configuration, f, t, plans, s, results_root_for_seed(root, s, v, seeded),
+                    variant=v)
+                for s in args.seeds for f in args.folds for t, v, _ in runs]
+        base_env = nnunet_env(dict(proto.env))
+        if seeded:  # HYPERA_SEED seeds the agents too: a variant's file as it is, no seed files
+            seed_cfg = {(t, v, s): cfg for t, v, cfg in runs for s in args.seeds}
+        else:
+            seed_cfg = {(t, v, s): _seed_config_file(t, s, out, cfg, v) for t, v, cfg in runs for s in args.seeds}
 
-    def env_for(job: Job) -> dict[str, str]:
-        env = dict(base_env)
-        env["nnUNet_results"] = str(job.results_root)
-        cfg = seed_cfg.get((job.trainer, job.variant, job.seed))
-        if cfg is not None:
-            env["HYPERA_CONFIG"] = str(cfg)
-        return env
+        def env_for(job: Job) -> dict[str, str]:
+            env = dict(base_env)
+            env["nnUNet_results"] = str(job.results_root)
+            cfg = seed_cfg.get((job.trainer, job.variant, job.seed))
+            if cfg is not None:
+                env[CONFIG_ENV] = str(cfg)
+            else:  # a run is its trainer's own configuration, whatever this shell's HYPERA_CONFIG says
+                env.pop(CONFIG_ENV, None)
+            if seeded:  # every trainer of one (fold, seed) gets the same seed: common random numbers
+                env[SEED_ENV] = str(job.seed)
+            else:  # nor does a shell's HYPERA_SEED reach an unseeded run
+                env.pop(SEED_ENV, None)
+            return env
 
-    command = "hypera-nnunet benchmark " + shlex.join(sys.argv[2:] if args.argv is None else args.argv)
-    print(f"benchmark {dataset} {args.configuration}, protocol {proto.name}: {len(jobs)} trainings "
-          f"({len(args.seeds)} seed(s) x {len(args.folds)} fold(s) x {len(names)} trainer(s)), "
-          f"{concurrency} at a time, device {device}; trainers {names}")
-    records = []
-    if not args.report_only:
-        records = _run_with_limit(jobs, device, env_for, out, concurrency, args.npz, proto.epochs, args.time_limit,
-                                  args.dry_run)
-        if args.dry_run:
-            return 0
-        if args.test_folder is not None:
-            _predict_test(args, dataset, runs, plans, device, base_env, out, root)
-    extra = _refinements(args.refine, jobs, pre_dir, plans, base_env, out, execute=not args.report_only)
-    return write_report(jobs, names[0], dataset, args, proto, plans, pre_dir, out, command, records, extra)
+        command = "hypera-nnunet benchmark " + shlex.join(sys.argv[2:] if args.argv is None else args.argv)
+        print(f"benchmark {dataset} {args.configuration}, protocol {proto.name}: {len(jobs)} trainings "
+              f"({len(args.seeds)} seed(s) x {len(args.folds)} fold(s) x {len(names)} trainer(s)), "
+              f"{concurrency} at a time, device {device}; trainers {names}; "
+              + (f"seeded ({SEED_ENV}={', '.join(map(str, args.seeds))})" if seeded else "unseeded repetitions"))
+        records = []
+        if not args.report_only:
+            records = _run_with_limit(jobs, device, env_for, out, concurrency, args.npz, proto.epochs, args.time_limit,
+                                      args.dry_run)
+            if args.dry_run:
+                return 0
+            if args.test_folder is not None:
+                _predict_test(args, dataset, runs, plans, device, base_env, out, root, seeded)
+        extra = _refinements(args.refine, jobs, pre_dir, plans, base_env, out, execute=not args.report_only)
+        return write_report(jobs, names[0], dataset, args, proto, plans, pre_dir, out, command, records, extra)
+
+
+def _harness_lock(out: Path, args):
+    """The output folder's lock for this process's lifetime; a dry run or a report-only call trains nothing and
+    writes only atomically, so it runs beside a harness that holds the lock."""
+    if args.dry_run or args.report_only:
+        return nullcontext()
+    return FolderLock(out, "this benchmark's output folder")
 
 
 PLACEHOLDERS = ("{input}", "{output}", "{trainer}", "{fold}")
@@ -236,8 +304,7 @@ PLACEHOLDERS = ("{input}", "{output}", "{trainer}", "{fold}")
 def _refinements(specs: list[str], jobs: list[Job], pre_dir: Path, plans: str, env: dict, out: Path,
                  execute: bool) -> list[tuple[str, str, int, int, Path]]:
     """Run each ``NAME=COMMAND`` on every finished fold (skipping folds already scored), return report rows."""
-    import subprocess
-
+    from hypera_nnunet.benchmark import children
     from hypera_nnunet.data import run_nnunet
 
     rows = []
@@ -261,7 +328,11 @@ def _refinements(specs: list[str], jobs: list[Job], pre_dir: Path, plans: str, e
             log = out / "logs" / f"refine_{name}_{j.name}_fold{j.fold}_seed{j.seed}.log"
             print(f"refine '{name}' {j.label}: {cmd}", flush=True)
             with open(log, "a") as f:
-                rc = subprocess.run(cmd, shell=True, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+                child = children.start(["/bin/sh", "-c", cmd], env, f)
+                try:
+                    rc = child.wait()
+                finally:
+                    child.stop(grace_s=10)
             if rc != 0:
                 raise HyperaError(f"refinement '{name}' failed for {j.label} with exit code {rc}; see {log}.")
             run_nnunet(["nnUNetv2_evaluate_folder", str(pre_dir / "gt_segmentations"), str(dst), "-djfile",
@@ -292,7 +363,8 @@ def _run_with_limit(jobs, device, env_for, out, concurrency, npz, epochs, time_l
         signal.signal(signal.SIGALRM, old)
 
 
-def _predict_test(args, dataset, runs, plans, device, env, out, results_root) -> None:
+def _predict_test(args, dataset, runs, plans, device, env, out, results_root, seeded=False) -> None:
+    """Predict ``--test-folder`` with each trainer's folds of the first seed (and score them with ``--test-labels``)."""
     from hypera_nnunet.data import run_nnunet
 
     if not Path(args.test_folder).is_dir():
@@ -300,7 +372,7 @@ def _predict_test(args, dataset, runs, plans, device, env, out, results_root) ->
     for t, variant, _ in runs:
         name = display_name(t, variant)
         dst = out / "test_predictions" / name
-        env = dict(env, nnUNet_results=str(results_root_for_seed(results_root, 0, variant)))
+        env = dict(env, nnUNet_results=str(results_root_for_seed(results_root, args.seeds[0], variant, seeded)))
         cmd = ["nnUNetv2_predict", "-i", str(args.test_folder), "-o", str(dst), "-d", dataset, "-c", args.configuration,
                "-tr", t, "-p", plans, "-f", *map(str, args.folds), "-device", device]
         if device == "cpu":
@@ -315,14 +387,23 @@ def _predict_test(args, dataset, runs, plans, device, env, out, results_root) ->
 
 
 def write_report(jobs, baseline, dataset, args, proto, plans, pre_dir, out, command, records, extra=()) -> int:
-    from hypera_nnunet.benchmark.report import atomic_write, build_results, environment, render_markdown, write_plots
+    from hypera_nnunet.benchmark.report import build_results, environment, render_markdown, write_plots
 
     runs = []
     rp = out / "runs.jsonl"
     if rp.is_file():
         runs = [json.loads(line) for line in rp.read_text().splitlines() if line.strip()]
+    from hypera_nnunet.nnunet.seeding import SEED_ENV
+    from hypera_nnunet.refine.metrics import DEFAULT_NSD_TOLERANCE_MM
+
+    tolerance = DEFAULT_NSD_TOLERANCE_MM if args.nsd_tolerance is None else args.nsd_tolerance
     results, folds = build_results(jobs, baseline, _label_names(pre_dir), out, surface_metrics=not args.no_surface,
-                                   n_boot=args.bootstrap, tolerance_mm=args.nsd_tolerance, extra_runs=list(extra))
+                                   n_boot=args.bootstrap, tolerance_mm=tolerance, extra_runs=list(extra),
+                                   commands=runs)
+    for line in results.get("refused_pairings", []):
+        print(f"hypera-nnunet: {line}", file=sys.stderr)
+    seeded = not getattr(args, "unseeded", False)
+    trainers = sorted({j.trainer for j in jobs})
     plots = write_plots(folds, out)
     test = {}
     for t in results["trainers"]:
@@ -331,11 +412,15 @@ def write_report(jobs, baseline, dataset, args, proto, plans, pre_dir, out, comm
             test[t] = json.loads(s.read_text()).get("mean")
     meta = {"dataset": dataset, "configuration": args.configuration, "protocol": proto.to_dict(), "plans": plans,
             "folds": args.folds, "seeds": args.seeds, "command": command,
+            # what the harness asked for; what each run really did is per_trainer.<t>.hypera_seed (from its files)
+            "seeding": {"seeded": seeded, "variable": SEED_ENV if seeded else None,
+                        "seeds": list(args.seeds) if seeded else [],
+                        "unseedable_trainers": [t for t in trainers if not seedable(t)] if seeded else []},
             "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "environment": environment(),
             "plots": plots, "runs": runs}
     results = {"meta": meta, **results, "test": test}
-    atomic_write(out / "results.json", json.dumps(results, indent=1))
-    atomic_write(out / "report.md", render_markdown(results, meta))
+    atomic_write_json(out / "results.json", results, indent=1)
+    atomic_write_text(out / "report.md", render_markdown(results, meta))
     done = sum(1 for j in jobs if j.state() == "done")
     print(f"report: {out / 'report.md'} ({done}/{len(jobs)} trainings finished; raw numbers in {out / 'results.json'})")
     failed = [r for r in records if r.get("returncode") not in (None, 0)]
@@ -351,20 +436,38 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(args)
 
 
-def _sigterm(signum, frame):
+def _exit_on_signal(signum, frame):
     raise SystemExit(128 + signum)  # unwinds through run_jobs, which stops the trainings it started
 
 
-def run_cli(args) -> int:
-    """``run`` with HyperaError as one line (exit 2) and SIGTERM stopping the trainings this process started."""
-    old = signal.signal(signal.SIGTERM, _sigterm)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``SystemExit(128 + signal)`` for the duration (SIGINT raises KeyboardInterrupt
+    already), so ``finally`` blocks run: the runner's stops the trainings' process groups."""
+    old = {s: signal.signal(s, _exit_on_signal) for s in STOP_SIGNALS}
     try:
-        return run(args)
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_cli(args) -> int:
+    """``run`` with HyperaError as one line (exit 2), and SIGTERM, SIGHUP and Ctrl-C stopping the trainings this
+    process started (exit 128 + the signal)."""
+    try:
+        with stop_on_signals():
+            return run(args)
     except HyperaError as e:
         print(f"hypera-nnunet: error: {e}", file=sys.stderr)
         return 2
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    except KeyboardInterrupt:
+        print("hypera-nnunet: interrupted; the trainings were stopped (they continue with --c next time)",
+              file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

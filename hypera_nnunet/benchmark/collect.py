@@ -1,5 +1,6 @@
 """Read what nnU-Net wrote for each fold: the validation ``summary.json``, the checkpoint's logging (learning
-curves, epoch timestamps) and, for HYPERA trainers, ``hypera/decisions.jsonl`` (trajectories, overhead)."""
+curves, epoch timestamps) and, for HYPERA trainers, ``hypera/decisions.jsonl`` (trajectories, overhead) and
+``hypera/config.json`` (the agents that really ran)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class FoldResult:
     epoch_s: tuple[float, ...] = ()
     cycle_s: tuple[float, ...] = ()
     decisions: tuple[dict, ...] = ()
+    agents: tuple[str, ...] | None = ()  # the agents that ran; () none (nnU-Net's trainer), None: no config.json
+    hypera_seed: int | None = None  # the HYPERA_SEED the run was seeded with (None: not seeded), see read_run_seed
 
     @property
     def labels(self) -> list[str]:
@@ -128,12 +131,70 @@ def read_decisions(fold_folder: Path) -> tuple[dict, ...]:
     return tuple(by_epoch[k] for k in sorted(by_epoch))
 
 
-def read_fold(fold_folder: Path, trainer: str, fold: int, seed: int = 0, with_logging: bool = True) -> FoldResult:
+def read_agents(fold_folder: Path) -> tuple[str, ...] | None:
+    """The agents that ran, as the HYPERA trainer recorded them in ``hypera/config.json`` (``"agents"``, in the
+    coordinator's order); None when the file does not exist (a run from before it, or one that never started).
+
+    :raises HyperaError: the file is not JSON or has no list of agent names.
+    """
+    p = Path(fold_folder) / "hypera" / "config.json"
+    if not p.is_file():
+        return None
+    try:
+        agents = json.loads(p.read_text()).get("agents")
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+        raise HyperaError(f"{p} is not a JSON object; was the training killed while writing it?") from None
+    if not isinstance(agents, list) or not all(isinstance(a, str) for a in agents):
+        raise HyperaError(f"{p} has no list of agent names under 'agents'.")
+    return tuple(agents)
+
+
+def read_run_seed(fold_folder: Path) -> int | None:
+    """The ``HYPERA_SEED`` a finished run was seeded with, from what the training itself wrote; None when it was
+    not seeded.
+
+    A HYPERA trainer records it in ``hypera/config.json`` (``"hypera_seed"``). A seedable baseline
+    (``nnUNetTrainer_<E>epochs_<I>iters``, ``nnUNetTrainerSeedable``) writes no such file, but a seeded one saves
+    the generators' states with their seed beside its final checkpoint (``hypera/checkpoint_final.e<N>.pt``,
+    ``"rng"``); an unseeded one, or nnU-Net's own trainer, saves none. So: the config file's entry when it has one,
+    else the seed in the newest extras of ``checkpoint_final``, else None.
+
+    :raises HyperaError: one of these files is damaged.
+    """
+    folder = Path(fold_folder)
+    cfg = folder / "hypera" / "config.json"
+    if cfg.is_file():
+        try:
+            data = json.loads(cfg.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise HyperaError(f"{cfg} is not a JSON object; was the training killed while writing it?") from None
+        if isinstance(data, dict) and "hypera_seed" in data:
+            seed = data["hypera_seed"]
+            return None if seed is None else int(seed)
+    extras = sorted((folder / "hypera").glob("checkpoint_final.e*.pt"))
+    if not extras:
+        return None
+    from hypera_nnunet.common.safe_load import load_torch_file
+
+    state = load_torch_file(extras[-1], "checkpoint extras")
+    rng = state.get("rng") if isinstance(state, dict) else None
+    return None if not isinstance(rng, dict) or rng.get("seed") is None else int(rng["seed"])
+
+
+def read_fold(fold_folder: Path, trainer: str, fold: int, seed: int = 0, with_logging: bool = True,
+              with_agents: bool = False) -> FoldResult:
+    """One finished fold.
+
+    :param with_logging: read the learning curves and epoch times from the checkpoint.
+    :param with_agents: a HYPERA trainer's fold: read the agents from ``hypera/config.json`` (else ``agents=()``).
+    """
     fold_folder = Path(fold_folder)
     cases, mean = read_summary(fold_folder / "validation" / "summary.json")
     curves, epoch_s, cycle_s = read_logging(fold_folder) if with_logging else ({}, (), ())
     return FoldResult(trainer=trainer, fold=fold, seed=seed, folder=fold_folder, cases=cases, mean_dice=mean,
-                      curves=curves, epoch_s=epoch_s, cycle_s=cycle_s, decisions=read_decisions(fold_folder))
+                      curves=curves, epoch_s=epoch_s, cycle_s=cycle_s, decisions=read_decisions(fold_folder),
+                      agents=read_agents(fold_folder) if with_agents else (),
+                      hypera_seed=read_run_seed(fold_folder))
 
 
 def overhead(fold: FoldResult) -> dict | None:
@@ -160,6 +221,21 @@ def overhead(fold: FoldResult) -> dict | None:
     epoch_total = sum(s for _, s in per_epoch)
     return {"epochs": len(per_epoch), "overhead_s": spent, "epoch_s": epoch_total, "share": spent / epoch_total,
             "max_epoch_share": max(t / s for t, s in per_epoch), "by_part_s": agents}
+
+
+def pseudo_dice_auc(fold: FoldResult) -> float | None:
+    """The area under the pseudo-Dice curve per epoch: the mean of nnU-Net's EMA pseudo Dice (``ema_fg_dice``,
+    the checkpoint's logging) over the run's epochs (NaN epochs left out); None without a curve."""
+    ema = [x for x in fold.curves.get("ema_fg_dice", []) if math.isfinite(x)]
+    return float(sum(ema) / len(ema)) if ema else None
+
+
+def epochs_to_reach(fold: FoldResult, target: float) -> tuple[int | None, int]:
+    """``(epochs, epochs run)``: how many epochs the run took until its EMA pseudo Dice first reached ``target``
+    (epoch e, counted from 0, is e + 1 epochs); None when it never did (censored at the epochs it ran)."""
+    ema = fold.curves.get("ema_fg_dice", [])
+    hit = next((i + 1 for i, x in enumerate(ema) if math.isfinite(x) and x >= target), None)
+    return hit, len(ema)
 
 
 def trajectories(fold: FoldResult) -> dict[str, list[float]]:

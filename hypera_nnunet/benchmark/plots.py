@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from hypera_nnunet.benchmark.collect import FoldResult, trajectories
+from hypera_nnunet.common.atomic_io import atomic_write
 
 
 def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
 
 
 def plot_learning_curves(folds_by_trainer: dict[str, list[FoldResult]], path: Path) -> Path | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from hypera_nnunet.data import CPU_ENV
 from hypera_nnunet.errors import HyperaError
 from hypera_nnunet.nnunet.budget import EPOCHS, ITERS
 
@@ -78,7 +79,7 @@ class Protocol:
                 "description": self.description}
 
 
-_CPU_ENV = (("nnUNet_n_proc_DA", "0"), ("nnUNet_def_n_proc", "1"), ("nnUNet_compile", "0"))
+_CPU_ENV = tuple(CPU_ENV.items())
 
 PROTOCOLS: dict[str, Protocol] = {
     "cpu": Protocol(

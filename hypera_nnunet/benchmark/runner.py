@@ -4,23 +4,30 @@ A fold is *done* when ``fold_X/validation/summary.json`` exists (nnU-Net writes 
 checkpoint but no summary is continued with ``--c`` (nnU-Net then finishes training and validates); any
 other fold starts fresh. Every finished command appends one line to ``<out>/runs.jsonl``: the command,
 its exit code, wall time and the machine's load average while it ran (the machine may be shared).
+
+Each training runs in a process group of its own that ends with the harness, however the harness ends
+(:mod:`.children`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
+import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from hypera_nnunet.benchmark import children
+from hypera_nnunet.common.atomic_io import dumps
 from hypera_nnunet.errors import HyperaError
+from hypera_nnunet.nnunet.seeding import SEED_ENV
 
-SEED_DIR = "hypera_seeds"
+SEED_DIR = "hypera_seeds"  # unseeded repetitions (``--unseeded``, and every run before seeding existed)
+SEEDED_DIR = "hypera_seeded"  # runs seeded with HYPERA_SEED=<seed>
 VARIANT_DIR = "hypera_variants"
 
 
@@ -76,14 +83,20 @@ class Job:
         return cmd
 
 
-def results_root_for_seed(results: Path, seed: int, variant: str = "") -> Path:
-    """Seed 0 is nnU-Net's own ``nnUNet_results``; repetition ``s`` lives in ``nnUNet_results/hypera_seeds/seed<s>``
-    with the same layout inside (nnU-Net's trainers take no seed, so the folder keeps repetitions apart).
+def results_root_for_seed(results: Path, seed: int, variant: str = "", seeded: bool = False) -> Path:
+    """Where the runs of one seed live, with nnU-Net's layout inside.
+
+    Seeded runs (``HYPERA_SEED=<seed>``, the default) live in ``nnUNet_results/hypera_seeded/seed<s>`` for every
+    seed, 0 included, so they never share a folder with unseeded runs (which the harness would skip as done).
+    Unseeded repetitions keep the earlier layout: seed 0 is nnU-Net's own ``nnUNet_results``, repetition ``s``
+    lives in ``nnUNet_results/hypera_seeds/seed<s>``.
 
     A configuration variant (one trainer run with a ``HYPERA_CONFIG`` file) gets the same layout below
     ``nnUNet_results/hypera_variants/<variant>``: nnU-Net names result folders by trainer, so two configurations
     of one trainer need folders of their own."""
     root = Path(results) / VARIANT_DIR / variant if variant else Path(results)
+    if seeded:
+        return root / SEEDED_DIR / f"seed{seed}"
     return root if seed == 0 else root / SEED_DIR / f"seed{seed}"
 
 
@@ -102,21 +115,6 @@ def last_epoch(output_folder: Path) -> int | None:
     return int(found[-1]) if found else None
 
 
-def _reap(proc: subprocess.Popen) -> tuple[int | None, float | None]:
-    """Exit code and CPU seconds (user + system, the process and its waited-for children) of a finished
-    process; (None, None) while it runs. CPU seconds are what contention on a shared machine changes least."""
-    if proc.returncode is not None:
-        return proc.returncode, None
-    try:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-    except ChildProcessError:
-        return proc.poll(), None
-    if pid == 0:
-        return None, None
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_utime + usage.ru_stime
-
-
 def _loadavg() -> float | None:
     try:
         return float(Path("/proc/loadavg").read_text().split()[0])
@@ -128,28 +126,36 @@ def _loadavg() -> float | None:
 class _Running:
     job: Job
     cmd: list[str]
-    proc: subprocess.Popen
+    child: children.Child
     log: TextIO
     start: float
     state: str
     loads: list[float]
     shown_epoch: int | None = None
+    env_seed: str | None = None
 
 
-def _atomic_append(path: Path, line: dict) -> None:
+def _append_line(path: Path, line: dict) -> None:
+    """One JSON line appended and synced (a line is the unit: a torn last line is all a crash can leave)."""
     with open(path, "a") as f:
-        f.write(json.dumps(line) + "\n")
+        f.write(dumps(line, indent=None) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def run_jobs(jobs: list[Job], device: str, env_for: callable, out_dir: Path, concurrency: int = 1, npz: bool = False,
-             epochs_total: int | None = None, poll_s: float = 10.0, stream: TextIO | None = None,
-             dry_run: bool = False, exe_dir: Path | None = None) -> list[dict]:
+def run_jobs(jobs: list[Job], device: str, env_for: Callable[[Job], dict[str, str]], out_dir: Path,
+             concurrency: int = 1, npz: bool = False, epochs_total: int | None = None, poll_s: float = 10.0,
+             stream: TextIO | None = None, dry_run: bool = False, exe_dir: Path | None = None,
+             stop_grace_s: float = 60.0) -> list[dict]:
     """Run the jobs that are not done, ``concurrency`` at a time, and return one record per job.
 
-    ``env_for(job)`` gives the subprocess environment. A failed training is recorded (exit code and the
-    tail of its log) and the others go on; the caller decides what a failure means.
+    A failed training is recorded (exit code and the tail of its log) and the others go on; the caller decides
+    what a failure means. Interrupted (an exception, SIGTERM turned into ``SystemExit``, Ctrl-C), it stops the
+    running trainings' process groups before it returns; they continue with ``--c`` next time.
+
+    :param env_for: the subprocess environment of a job.
+    :param exe_dir: where ``nnUNetv2_train`` is looked up first (default: next to this Python; then ``PATH``).
+    :param stop_grace_s: seconds a stopped training gets between SIGTERM and SIGKILL.
     """
     stream = stream or sys.stdout
     out_dir = Path(out_dir)
@@ -184,13 +190,14 @@ def run_jobs(jobs: list[Job], device: str, env_for: callable, out_dir: Path, con
                 log.flush()
                 exe = exe_dir / cmd[0]
                 argv = [str(exe) if exe.is_file() else cmd[0], *cmd[1:]]
+                env = env_for(j)
                 try:
-                    proc = subprocess.Popen(argv, env=env_for(j), stdout=log, stderr=subprocess.STDOUT)
+                    child = children.start(argv, env, log)
                 except FileNotFoundError:
                     log.close()
                     raise HyperaError(f"`{cmd[0]}` was not found next to {sys.executable} or on PATH; is nnunetv2 "
                                       "installed in this environment?") from None
-                running.append(_Running(j, cmd, proc, log, time.time(), state, []))
+                running.append(_Running(j, cmd, child, log, time.time(), state, [], env_seed=env.get(SEED_ENV)))
                 verb = "continue (--c)" if state == "resume" else "start"
                 print(f"[{finished}/{total}] {verb} {j.label}: {' '.join(cmd)}", file=stream, flush=True)
             time.sleep(poll_s)
@@ -204,9 +211,10 @@ def run_jobs(jobs: list[Job], device: str, env_for: callable, out_dir: Path, con
                     of = f"/{epochs_total}" if epochs_total else ""
                     print(f"[{finished}/{total}] {r.job.label}: epoch {ep}{of}  ({time.time() - r.start:.0f} s)",
                           file=stream, flush=True)
-                rc, cpu_s = _reap(r.proc)
+                rc = r.child.reap()
                 if rc is None:
                     continue
+                cpu_s = r.child.cpu_s
                 r.log.close()
                 running.remove(r)
                 finished += 1
@@ -218,20 +226,23 @@ def run_jobs(jobs: list[Job], device: str, env_for: callable, out_dir: Path, con
                        "start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.start)),
                        "cpu_s": None if cpu_s is None else round(cpu_s, 1),
                        "load_avg_mean": round(sum(r.loads) / len(r.loads), 2) if r.loads else None,
-                       "load_avg_max": max(r.loads) if r.loads else None, "done": r.job.state() == "done"}
-                _atomic_append(runs_path, rec)
+                       "load_avg_max": max(r.loads) if r.loads else None, "done": r.job.state() == "done",
+                       SEED_ENV: r.env_seed, "output_folder": str(r.job.output_folder)}
+                _append_line(runs_path, rec)
                 records.append(rec)
                 status = "done" if rec["done"] else f"FAILED (exit {rc}; log {out_dir / 'logs'})"
                 print(f"[{finished}/{total}] {r.job.label}: {status} in {wall:.0f} s", file=stream, flush=True)
     finally:  # interrupted (SIGTERM, Ctrl-C, --time-limit): stop our trainings, they continue with --c next time
-        for r in running:
-            if r.proc.poll() is None:
-                print(f"stopping {r.job.label} (pid {r.proc.pid})", file=stream, flush=True)
-                r.proc.terminate()
-        for r in running:
-            try:
-                r.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                r.proc.kill()
-            r.log.close()
+        _stop_all(running, stream, stop_grace_s)
     return records
+
+
+def _stop_all(running: list[_Running], stream: TextIO, grace_s: float) -> None:
+    """SIGTERM to every running training's group at once, then wait for each (SIGKILL after ``grace_s``)."""
+    for r in running:
+        if r.child.reap() is None:
+            print(f"stopping {r.job.label} (pid {r.child.pid} and its process group)", file=stream, flush=True)
+            r.child.signal_group(signal.SIGTERM)
+    for r in running:
+        r.child.stop(grace_s)
+        r.log.close()

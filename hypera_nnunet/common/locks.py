@@ -45,7 +45,8 @@ class FolderLock:
         except BlockingIOError:
             os.close(fd)
             raise HyperaError(f"{self.folder} is in use: {self.what} is locked by {self.holder()} "
-                              f"(lock file {self.path}); wait for it to finish or stop it first") from None
+                              f"(lock file {self.path}; if that process was killed, worker processes it started "
+                              "still hold it); wait for it to finish or stop it first") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv)[:200]})\n".encode())
         self._fd = fd

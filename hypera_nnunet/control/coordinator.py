@@ -48,11 +48,13 @@ class Coordinator:
         the rollback verdict); None: one process.
     :param on_event: called with one line for each rollback, switch-off and phase change (the
         trainer writes them to nnU-Net's training log).
+    :param seed: the agents' base seed (agent ``i`` gets ``seed + AGENT_SEED_STEP * i``); None:
+        ``config.seed * SEED_STRIDE``. The trainer derives it from (run seed, fold), so folds differ.
     """
 
     def __init__(self, config: HyperaConfig, knobs: KnobSet, num_epochs: int, log: DecisionLog | None = None,
                  guard: RollbackGuard | None = None, broadcast: Callable | None = None,
-                 on_event: Callable[[str], None] | None = None) -> None:
+                 on_event: Callable[[str], None] | None = None, seed: int | None = None) -> None:
         self.config = config
         self.knobs = knobs
         self.num_epochs = num_epochs
@@ -65,6 +67,7 @@ class Coordinator:
         self.agents: list[HyperparameterAgent] = []
         self.skipped: dict[str, str] = {}
         obs_dim = N_BASE_FEATURES + len(self.knob_order)
+        base_seed = config.seed * SEED_STRIDE if seed is None else int(seed)
         for i, (name, settings) in enumerate(config.agents.items()):
             cls = AGENTS[name]
             wanted = cls.wanted_knobs(settings)
@@ -77,7 +80,7 @@ class Coordinator:
                 self.skipped[name] = f"none of its knobs {wanted} exists in this trainer"
                 continue
             self.agents.append(cls(settings, obs_dim, knobs=available, learning=config.learning,
-                                   seed=config.seed * SEED_STRIDE + AGENT_SEED_STEP * i))
+                                   seed=base_seed + AGENT_SEED_STEP * i))
         self.trust = {a.name: TrustTracker(config.safeguards) for a in self.agents}
         for a in self.agents:
             a.set_trust(self.trust[a.name].level)

@@ -1,13 +1,15 @@
-"""Checkpoints: nnU-Net's own file, written atomically, and the agents' state beside it.
+"""Checkpoints: nnU-Net's own file, written atomically, and HYPERA's state beside it.
 
 nnU-Net builds its checkpoint dict inside ``save_checkpoint`` and writes it straight to the target
-(a kill during the write leaves a torn ``checkpoint_latest.pth``). The trainer overrides
-``save_checkpoint`` to let nnU-Net write a temporary file that is then renamed, and writes the agents'
-state first, to ``hypera/<checkpoint name>.e<epoch>.pt`` for the epoch the checkpoint will hold. Only
-after the checkpoint is in place are the older agent-state files of that name removed, so whatever
-moment a run is killed, the checkpoint on disk has its agent state beside it. ``load_checkpoint`` takes
-the agent state of the checkpoint's own epoch; checkpoints written before this layout carry it inside,
-under ``"hypera"``, and are still read.
+(a kill during the write leaves a torn ``checkpoint_latest.pth``). :class:`SafeCheckpoints` overrides
+``save_checkpoint`` to let nnU-Net write a temporary file that is then renamed, and writes the trainer's
+extras (:meth:`SafeCheckpoints.checkpoint_extras`: the agents' state, the seeded generators' states)
+first, to ``hypera/<checkpoint name>.e<epoch>.pt`` for the epoch the checkpoint will hold. Only after the
+checkpoint is in place are the older extras of that name removed, so whatever moment a run is killed, the
+checkpoint on disk has its extras beside it. ``load_checkpoint`` checks the file first (one line naming a
+damaged checkpoint), then hands the extras of the checkpoint's own epoch to
+:meth:`SafeCheckpoints.load_checkpoint_extras`. Checkpoints written before this layout carry the agents'
+state inside, under ``"hypera"``, and are still read.
 """
 
 from __future__ import annotations
@@ -56,15 +58,17 @@ def prune_agent_state(checkpoint: str | os.PathLike, keep_epoch: int) -> None:
 
 
 def load_agent_state(checkpoint: str | os.PathLike, epoch: int) -> dict | None:
-    """The agents' state saved with ``checkpoint`` at ``epoch``; the legacy in-checkpoint copy; or None."""
+    """The extras saved with ``checkpoint`` at ``epoch`` (``{"hypera": agent state, "rng": ...}``); for a
+    checkpoint of the earlier layout, its in-checkpoint agent state as ``{"hypera": ...}``; or None."""
     f = agent_state_path(checkpoint, epoch)
     if f.is_file():
-        return load_torch_file(f, "HYPERA agent state")
+        return load_torch_file(f, "HYPERA checkpoint extras")
     import torch
 
     # nnU-Net loads its own checkpoints with weights_only=False; the legacy copy inside is read the same way
     legacy = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    return legacy.get(LEGACY_KEY) if isinstance(legacy, dict) else None
+    state = legacy.get(LEGACY_KEY) if isinstance(legacy, dict) else None
+    return None if state is None else {"hypera": state}
 
 
 def check_checkpoint(path: str | os.PathLike) -> None:
@@ -97,3 +101,42 @@ def resume_checkpoint(fold_dir: str | os.PathLike) -> Path | None:
         if p.is_file():
             return p
     return None
+
+
+class SafeCheckpoints:
+    """Mixin before ``nnUNetTrainer`` in the bases: atomic checkpoints with extras beside them."""
+
+    def checkpoint_extras(self) -> dict:
+        """What to save beside the checkpoint (subclasses add to ``super()``'s)."""
+        return {}
+
+    def load_checkpoint_extras(self, extras: dict | None) -> None:
+        """Receive what :meth:`checkpoint_extras` saved with the checkpoint being loaded (None: nothing)."""
+
+    def save_checkpoint(self, filename: str) -> None:
+        writes = self.local_rank == 0 and not self.disable_checkpointing
+        epoch = self.current_epoch + 1  # what nnU-Net records in the checkpoint
+        extras = self.checkpoint_extras() if writes else {}
+        if extras:
+            save_agent_state(extras, filename, epoch)
+        tmp = f"{filename}.tmp"
+        super().save_checkpoint(tmp)
+        if os.path.isfile(tmp):
+            os.replace(tmp, filename)
+        if writes:
+            prune_agent_state(filename, epoch if extras else -1)
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        # nnU-Net 2.8.1's load_checkpoint(dict) fails (it only binds `checkpoint` for paths): pass a path.
+        if isinstance(filename_or_checkpoint, dict):
+            import torch
+
+            tmp = Path(self.output_folder) / ".hypera_load.pth"
+            torch.save(filename_or_checkpoint, tmp)
+            try:
+                return self.load_checkpoint(str(tmp))
+            finally:
+                tmp.unlink(missing_ok=True)
+        check_checkpoint(filename_or_checkpoint)
+        super().load_checkpoint(filename_or_checkpoint)
+        self.load_checkpoint_extras(load_agent_state(filename_or_checkpoint, self.current_epoch))

@@ -9,9 +9,9 @@ lowers the batch size and the feature widths. It reuses the preprocessed data of
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from hypera_nnunet.common.atomic_io import atomic_write_text
 from hypera_nnunet.errors import HyperaError
 
 CPU_PLANS_NAME = "hyperaCPUPlans"
@@ -44,7 +44,5 @@ def write_reduced_plans(preprocessed_dataset_dir: Path, source_plans: str = "nnU
     plans["plans_name"] = target_plans
     plans["configurations"] = {configuration: conf}
     dst = src.with_name(f"{target_plans}.json")
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.write_text(json.dumps(plans, indent=2))
-    os.replace(tmp, dst)
+    atomic_write_text(dst, json.dumps(plans, indent=2))
     return dst

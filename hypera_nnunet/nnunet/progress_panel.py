@@ -125,6 +125,9 @@ def panel_figure(series: dict[str, list[float]], width_px: int = WIDTH_PX):
             sx.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
             axes.append(sx)
             ax.tick_params(labelbottom=False)
+        from matplotlib.ticker import MaxNLocator
+
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[-1].set_xlabel("epoch")
     return fig
 

@@ -36,6 +36,8 @@ from hypera_nnunet.nnunet.knobs import NNUNetKnobs
 from hypera_nnunet.nnunet.pause import PauseBudget
 from hypera_nnunet.nnunet.pipeline import scale_transforms
 from hypera_nnunet.nnunet.progress_panel import LOG_PREFIX, HyperaLocalLogger, stack_panel
+from hypera_nnunet.nnunet.seeding import SeededTraining, derive
+from hypera_nnunet.nnunet.tensorboard import TensorBoardLog
 from hypera_nnunet.nnunet.trainer_signals import build_signals, total_norm
 
 
@@ -45,7 +47,7 @@ def _fail(e: Exception) -> None:
     raise SystemExit(2) from None
 
 
-class HyperaTrainer(nnUNetTrainer):
+class HyperaTrainer(SeededTraining, nnUNetTrainer):
     """nnU-Net with all six HYPERA agents (learning rate, loss weights, batch size, augmentation,
     regularization, optimizer) under one coordinator."""
 
@@ -69,6 +71,7 @@ class HyperaTrainer(nnUNetTrainer):
         self._grad_norms: list[torch.Tensor] = []
         self._hypera_s: dict[str, float] = defaultdict(float)  # trainer-side HYPERA seconds since the last line
         self._pause = PauseBudget(self.hypera)
+        self._tb: TensorBoardLog | None = None
         local = self.logger.local_logger
         self.logger.local_logger = HyperaLocalLogger(local.verbose)
         self.logger.local_logger.my_fantastic_logging = local.my_fantastic_logging
@@ -104,13 +107,17 @@ class HyperaTrainer(nnUNetTrainer):
             except HyperaError as e:
                 _fail(e)
         super().on_train_start()
-        bs = self.hypera.agents.get("batch_size")
-        knobs = NNUNetKnobs(self, min_batch_size=getattr(bs, "min_batch_size", 2),
-                            max_batch_size=getattr(bs, "max_batch_size", None))
+        bs = self.hypera.agents.get("batch_size")  # the batch-size knob's bounds are that agent's settings
+        options = {"batch_size": {"min_batch_size": bs.min_batch_size, "max_batch_size": bs.max_batch_size}} \
+            if bs is not None else {}
+        knobs = NNUNetKnobs(self, options)
         guard = RollbackGuard({"network": self.network, "optimizer": self.optimizer}, self.hypera.safeguards)
+        # agents' seeds from (run seed, fold): $HYPERA_SEED if set, else the configuration's seed
+        agent_seed = derive(self.hypera.seed if self.hypera_seed is None else self.hypera_seed, self.fold,
+                            "agents") % 2**31
         try:
             self.coordinator = Coordinator(
-                self.hypera, knobs, self.num_epochs, guard=guard, on_event=self._event,
+                self.hypera, knobs, self.num_epochs, guard=guard, on_event=self._event, seed=agent_seed,
                 log=DecisionLog(self.hypera_dir / "decisions.jsonl") if self._writes else None,
                 broadcast=broadcast_from_rank0 if self.is_ddp else None)
             for name, why in self.coordinator.skipped.items():
@@ -130,7 +137,13 @@ class HyperaTrainer(nnUNetTrainer):
         if self._writes:
             atomic_write_json(self.hypera_dir / "config.json", {
                 "trainer": self.__class__.__name__, "variant": self.hypera_variant, "config": self.hypera.to_dict(),
-                "agents": [a.name for a in self.coordinator.agents], "knobs": list(self.coordinator.knob_order)})
+                "agents": [a.name for a in self.coordinator.agents], "knobs": list(self.coordinator.knob_order),
+                "hypera_seed": self.hypera_seed, "agent_seed": agent_seed})
+            if self.hypera.tensorboard:
+                try:
+                    self._tb = TensorBoardLog(self.output_folder, start_epoch=self.current_epoch)
+                except HyperaError as e:
+                    _fail(e)
         self.print_to_log_file(f"HYPERA agents: {[a.name for a in self.coordinator.agents]}, knobs: "
                                f"{list(self.coordinator.knob_order)}, strategy: {self.hypera.strategy}, "
                                f"shadow: {self.hypera.shadow}, transfer: {self.hypera.transfer.mode}")
@@ -180,6 +193,8 @@ class HyperaTrainer(nnUNetTrainer):
 
     def on_epoch_end(self):
         self.coordinator.on_epoch_end(self._signals(), extra_s=self._pop_hypera_s())
+        if self._tb is not None:
+            self._tb.write(self.coordinator.record)
         t0 = perf_counter()
         for k in self.coordinator.knob_order:
             self.logger.log(LOG_PREFIX + k, self.coordinator.record["multipliers"][k], self.current_epoch)
@@ -215,36 +230,26 @@ class HyperaTrainer(nnUNetTrainer):
                 self._plot_panel()
                 stack_panel(self.output_folder)
                 atomic_torch_save(self.coordinator.policies(), self.hypera_dir / "policies.pt")
+        if self._tb is not None:
+            self._tb.close()
         if self._hypera_lock is not None:
             self._hypera_lock.release()
 
     # ---- checkpoints (see .checkpoint) ----------------------------------------------------------
-    def save_checkpoint(self, filename: str) -> None:
-        writes = self._writes and not self.disable_checkpointing
-        epoch = self.current_epoch + 1  # what nnU-Net records in the checkpoint
-        if writes and self.coordinator is not None:
-            ckpt.save_agent_state(self.coordinator.state_dict(), filename, epoch)
-        tmp = f"{filename}.tmp"
-        super().save_checkpoint(tmp)
-        if os.path.isfile(tmp):
-            os.replace(tmp, filename)
-        if writes and self.coordinator is not None:
-            ckpt.prune_agent_state(filename, epoch)
+    def checkpoint_extras(self) -> dict:
+        extras = super().checkpoint_extras()
+        if self.coordinator is not None:
+            extras["hypera"] = self.coordinator.state_dict()
+        return extras
 
-    def load_checkpoint(self, filename_or_checkpoint) -> None:
-        # nnU-Net 2.8.1's load_checkpoint(dict) fails (it only binds `checkpoint` for paths): pass a path.
-        if isinstance(filename_or_checkpoint, dict):
-            tmp = Path(self.output_folder) / ".hypera_load.pth"
-            torch.save(filename_or_checkpoint, tmp)
-            try:
-                return self.load_checkpoint(str(tmp))
-            finally:
-                tmp.unlink(missing_ok=True)
-        try:
-            ckpt.check_checkpoint(filename_or_checkpoint)
-            super().load_checkpoint(filename_or_checkpoint)
-            self._hypera_state = ckpt.load_agent_state(filename_or_checkpoint, self.current_epoch)
-        except HyperaError as e:
-            _fail(e)
+    def load_checkpoint_extras(self, extras: dict | None) -> None:
+        super().load_checkpoint_extras(extras)
+        self._hypera_state = (extras or {}).get("hypera")
         if self._hypera_state is None:
             self.print_to_log_file("HYPERA: checkpoint has no agent state; agents start fresh.")
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        try:
+            super().load_checkpoint(filename_or_checkpoint)
+        except HyperaError as e:
+            _fail(e)

@@ -26,9 +26,10 @@ from hypera_nnunet.nnunet.variants import (  # noqa: F401 (the names nnU-Net loo
     HyperaTrainer_Shadow,
     HyperaTrainer_WarmStart,
     budget_class,
+    nnUNetTrainerSeedable,
 )
 
-__all__ = list(CLASSES)
+__all__ = [*CLASSES, "nnUNetTrainerSeedable"]
 
 
 def __getattr__(name: str):

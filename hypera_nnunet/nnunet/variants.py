@@ -15,10 +15,16 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from hypera_nnunet.nnunet.budget import parse_budget, val_iterations
+from hypera_nnunet.nnunet.seeding import SeededTraining
 from hypera_nnunet.nnunet.trainer import HyperaTrainer
 from hypera_nnunet.nnunet.variant_table import BASELINE, VARIANTS
 
 PUBLIC_MODULE = "hypera_nnunet.nnunet.trainers"  # where the classes are found and pickled
+
+
+class nnUNetTrainerSeedable(SeededTraining, nnUNetTrainer):
+    """nnU-Net's trainer, unchanged unless ``$HYPERA_SEED`` is set: then seeded, with atomic checkpoints that
+    carry the generators' states (the base of the ``nnUNetTrainer_<E>epochs_<I>iters`` baselines)."""
 
 
 class HyperaTrainer_LR(HyperaTrainer):
@@ -86,6 +92,7 @@ assert set(CLASSES) == set(VARIANTS), "variants.py and variant_table.py disagree
 for _name, _cls in CLASSES.items():
     _cls.__doc__ = VARIANTS[_name].doc
     _cls.__module__ = PUBLIC_MODULE
+nnUNetTrainerSeedable.__module__ = PUBLIC_MODULE
 
 _BUDGETS: dict[str, type] = {}
 
@@ -100,7 +107,7 @@ def budget_class(name: str) -> type | None:
     if b.base in CLASSES:
         base = CLASSES[b.base]
     elif b.base == BASELINE and b.iters is not None:  # nnUNetTrainer_<E>epochs are nnU-Net's own
-        base = nnUNetTrainer
+        base = nnUNetTrainerSeedable
     else:
         return None
     epochs, iters = b.epochs, b.iters

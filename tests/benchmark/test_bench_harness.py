@@ -3,92 +3,22 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from bench_fakes import BASE, DS, HYP, PLANS, make_fold
 
 from hypera_nnunet.benchmark import cli as bench_cli
 from hypera_nnunet.benchmark.collect import overhead, read_decisions, read_fold, read_summary, trajectories
 from hypera_nnunet.benchmark.protocol import get_protocol
 from hypera_nnunet.benchmark.runner import Job, run_jobs
+from hypera_nnunet.config import run_config
 from hypera_nnunet.errors import HyperaError
-
-DS = "Dataset999_Fake"
-PLANS = "hyperaCPUPlans"
-BASE = "nnUNetTrainer_20epochs_25iters"
-HYP = "HyperaTrainer_20epochs_25iters"
-SHAPE = (12, 14, 12)
-
-
-def _write_nii(arr: np.ndarray, path: Path) -> None:
-    import SimpleITK as sitk
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(sitk.GetImageFromArray(arr.astype(np.uint8)), str(path))
-
-
-def _masks(shift: int) -> np.ndarray:
-    m = np.zeros(SHAPE, dtype=np.uint8)
-    m[3 + shift:8 + shift, 3:7, 3:9] = 1
-    m[3 + shift:8 + shift, 7:11, 3:9] = 2
-    return m
-
-
-def _fold(root: Path, trainer: str, fold: int, dices: list[tuple[float, float]], shift: int, hypera: bool,
-          epoch_s: float = 10.0, results: Path | None = None) -> Path:
-    """A finished fold: summary.json with the given per-case Dice, predictions, a checkpoint, decisions."""
-    import torch
-
-    out = (results or root / "nnUNet_results") / DS / f"{trainer}__{PLANS}__3d_fullres" / f"fold_{fold}"
-    gt = root / "nnUNet_preprocessed" / DS / "gt_segmentations"
-    cases = []
-    for i, (d1, d2) in enumerate(dices):
-        name = f"case_{fold}_{i}"
-        _write_nii(_masks(0), gt / f"{name}.nii.gz")
-        _write_nii(_masks(shift), out / "validation" / f"{name}.nii.gz")
-        cases.append({"reference_file": str(gt / f"{name}.nii.gz"),
-                      "prediction_file": str(out / "validation" / f"{name}.nii.gz"),
-                      "metrics": {"1": {"Dice": d1, "IoU": 0.0}, "2": {"Dice": d2, "IoU": 0.0}}})
-    mean = {"1": {"Dice": float(np.mean([d[0] for d in dices]))}, "2": {"Dice": float(np.mean([d[1] for d in dices]))}}
-    (out / "validation" / "summary.json").write_text(json.dumps({"metric_per_case": cases, "mean": mean,
-                                                                  "foreground_mean": {"Dice": 0.0}}))
-    n = 3
-    starts = [1000.0 + i * epoch_s for i in range(n)]
-    torch.save({"logging": {"train_losses": [0.5, 0.3, 0.2], "val_losses": [0.6, 0.4, 0.3],
-                            "mean_fg_dice": [0.2, 0.5, 0.7], "ema_fg_dice": [0.2, 0.3, 0.4], "lrs": [0.01] * n,
-                            "epoch_start_timestamps": starts, "epoch_end_timestamps": [s + epoch_s for s in starts]}},
-               out / "checkpoint_final.pth")
-    if hypera:
-        (out / "hypera").mkdir()
-        lines = [{"epoch": e, "multipliers": {"lr": 1.0 + 0.1 * e, "aug_prob": 1.0}, "applied": e > 0,
-                  "rollback": e == 2, "phase": "learn", "rewards": {"learning_rate": 0.1 * e},
-                  "overhead_s": {"learning_rate": 0.01, "coordinator": 0.01, "total": 0.02}} for e in range(n)]
-        lines.append(dict(lines[1], multipliers={"lr": 9.0, "aug_prob": 1.0}))  # a resumed run repeats epoch 1
-        (out / "hypera" / "decisions.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    return out
-
-
-@pytest.fixture
-def fake_nnunet(tmp_path, monkeypatch):
-    pre = tmp_path / "nnUNet_preprocessed" / DS
-    pre.mkdir(parents=True)
-    (pre / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "Anterior": 1, "Posterior": 2},
-                                                  "channel_names": {"0": "MRI"}, "file_ending": ".nii.gz"}))
-    (pre / f"{PLANS}.json").write_text(json.dumps({"configurations": {"3d_fullres": {}}, "image_reader_writer":
-                                                   "SimpleITKIO", "label_manager": "LabelManager"}))
-    for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (tmp_path / v).mkdir(exist_ok=True)
-        monkeypatch.setenv(v, str(tmp_path / v))
-    base = [[(0.80, 0.70), (0.82, 0.71), (0.78, 0.69)], [(0.81, 0.72), (0.79, 0.70), (0.80, 0.71)]]
-    for f in (0, 1):
-        _fold(tmp_path, BASE, f, base[f], shift=1, hypera=False)
-        _fold(tmp_path, HYP, f, [(a + 0.02, b - 0.01) for a, b in base[f]], shift=0, hypera=True)
-    return tmp_path
+from hypera_nnunet.nnunet.variant_table import ALL_AGENTS
 
 
 def test_read_summary_and_errors(fake_nnunet, tmp_path):
@@ -116,8 +46,12 @@ def test_decisions_overhead_and_trajectories(fake_nnunet):
     f = read_fold(folder, HYP, 0)
     assert f.epoch_s == (10.0, 10.0, 10.0)
     ov = overhead(f)
-    assert ov["share"] == pytest.approx(0.002)  # 3 x 0.02 s over 3 x 10 s
-    assert ov["by_part_s"]["learning_rate"] == pytest.approx(0.03)
+    assert ov["epochs"] == 3 and ov["epoch_s"] == 30.0
+    assert ov["overhead_s"] == pytest.approx(0.06)  # 3 epochs x 0.02 s
+    assert ov["share"] == pytest.approx(0.002)  # 0.06 s over 3 x 10 s
+    assert ov["max_epoch_share"] == pytest.approx(0.002)
+    # by part: one line per epoch (the repeated epoch 1 counts once): 3 x 0.01 s
+    assert ov["by_part_s"] == pytest.approx({"learning_rate": 0.03, "coordinator": 0.03})
     assert trajectories(f)["lr"] == [1.0, 9.0, 1.2]
     base = read_fold(fake_nnunet / "nnUNet_results" / DS / f"{BASE}__{PLANS}__3d_fullres" / "fold_0", BASE, 0)
     assert overhead(base) is None
@@ -185,7 +119,7 @@ def test_runner_skips_done_resumes_and_records_failures(tmp_path, monkeypatch):
 def test_report_only_on_finished_and_missing_folds(fake_nnunet, capsys):
     out = fake_nnunet / "bench"
     rc = bench_cli.main(["-d", "999", "--protocol", "cpu", "-f", "0", "1", "2", "--out", str(out), "--report-only",
-                         "--bootstrap", "500"])
+                         "--bootstrap", "500", "--unseeded"])  # the fake folds are unseeded runs, in that layout
     assert rc == 0, capsys.readouterr().err
     res = json.loads((out / "results.json").read_text())
     assert res["labels"] == {"1": "Anterior", "2": "Posterior"}
@@ -194,27 +128,54 @@ def test_report_only_on_finished_and_missing_folds(fake_nnunet, capsys):
     assert base["dice"]["1"]["n"] == 2
     assert base["dice"]["1"]["mean"] == pytest.approx(0.80)
     assert hyp["dice"]["1"]["mean"] == pytest.approx(0.82)
+    assert base["dice"]["2"]["mean"] == pytest.approx(0.705) and hyp["dice"]["2"]["mean"] == pytest.approx(0.695)
+    assert base["dice"]["1"]["sd"] == pytest.approx(0.0) and base["dice"]["2"]["sd"] == pytest.approx(0.01 / 2 ** 0.5)
+    assert base["fg_dice"]["mean"] == pytest.approx(0.7525) and hyp["fg_dice"]["mean"] == pytest.approx(0.7575)
     pr = res["paired"][HYP]
     assert pr["n_cases"] == 6
-    assert pr["dice"]["1"]["mean_diff"] == pytest.approx(0.02)
+    d1 = pr["dice"]["1"]  # six cases, each +0.02: the bootstrap can only draw +0.02; all six positive
+    assert d1["mean_diff"] == pytest.approx(0.02) and d1["median_diff"] == pytest.approx(0.02)
+    assert (d1["ci_low"], d1["ci_high"]) == pytest.approx((0.02, 0.02))
+    assert d1["wilcoxon_p"] == pytest.approx(2 / 2 ** 6)  # exact two-sided: the most extreme of 2^6 sign patterns
     assert pr["dice"]["2"]["mean_diff"] == pytest.approx(-0.01)
-    assert pr["dice"]["1"]["wins"] == 6 and pr["dice"]["2"]["losses"] == 6
-    # the fake HYPERA predictions equal the reference, the baseline's are shifted by 1 voxel
+    assert d1["wins"] == 6 and pr["dice"]["2"]["losses"] == 6
+    # the fake HYPERA predictions equal the reference, the baseline's are shifted by 1 voxel: HD95 1 mm, and every
+    # surface voxel lies within the 1 mm tolerance of the other surface, so NSD is 1.0 for both
     assert hyp["hd95"]["1"]["mean"] == 0.0 and base["hd95"]["1"]["mean"] == pytest.approx(1.0)
-    assert pr["nsd"]["1"]["mean_diff"] >= 0
+    assert base["nsd"]["1"]["mean"] == 1.0 and hyp["nsd"]["1"]["mean"] == 1.0 and pr["nsd"]["1"]["mean_diff"] == 0.0
+    assert pr["hd95"]["1"]["mean_diff"] == pytest.approx(-1.0) and pr["hd95"]["1"]["losses"] == 6
     rl = pr["run_level_fg_dice"]  # one value per run: fold mean of (Dice1 + Dice2) / 2 moves by (0.02 - 0.01) / 2
     assert rl["n"] == 2 and rl["mean_diff"] == pytest.approx(0.005) and rl["wins"] == 2
-    assert hyp["overhead"]["all"]["share"] == pytest.approx(0.002)
-    assert hyp["overhead"]["all"]["ms_per_epoch_by_part"] == pytest.approx({"learning_rate": 10.0, "coordinator": 10.0})
+    assert (rl["ci_low"], rl["ci_high"]) == pytest.approx((0.005, 0.005)) and rl["wilcoxon_p"] == pytest.approx(0.5)
+    assert pr["per_fold_fg_dice_diff"] == pytest.approx({"seed0_fold0": 0.005, "seed0_fold1": 0.005})
+    ov = hyp["overhead"]["all"]  # two folds, each 3 epochs x 0.02 s agents' time in 3 x 10 s epochs
+    assert ov["overhead_s"] == pytest.approx(0.12) and ov["epoch_s"] == 60.0 and ov["share"] == pytest.approx(0.002)
+    # 6 epochs' lines x 0.01 s per part over 6 epochs: 10 ms each
+    assert ov["ms_per_epoch_by_part"] == pytest.approx({"learning_rate": 10.0, "coordinator": 10.0})
+    assert hyp["epoch_s"] == {"median": 10.0, "mean": 10.0, "n": 6}
+    # the agents that ran, from each fold's hypera/config.json; fold 1 has none
+    assert hyp["agents"] == {"seed0_fold0": ["learning_rate", "loss"], "seed0_fold1": None}
+    assert base["agents"] == {"seed0_fold0": [], "seed0_fold1": []}
     assert base["overhead"]["all"] is None
     assert res["trajectories"][HYP]["seed0_fold0"]["lr"][1] == 9.0
     md = (out / "report.md").read_text()
     assert "Not finished" in md and "Wilcoxon" in md and "**Run level**" in md and "learning_rate 10.0" in md
-    assert md.index("**Run level**") < md.index("Case level, within runs")
+    assert (f"- `{HYP}`: 2 agents: learning_rate, loss (seed0_fold0); agents unknown: no hypera/config.json in "
+            "seed0_fold1") in md.splitlines()
+    assert f"- `{BASE}`: no agents (seed0_fold0, seed0_fold1)" in md.splitlines()
+    # the report leads with the run-level evidence (before the tables), case-level tests are "within one run"
+    assert md.index("## Run-level paired differences") < md.index("## Validation Dice per class")
+    assert md.index("**Run level**") < md.index("Case level (within one run)")
+    # two runs, both +0.005: sign-flip p = 2 of 4 sign vectors; no spread, so no t-test
+    assert rl["sign_flip_p"] == pytest.approx(0.5) and rl["sign_flip_exact"] and rl["t_p"] is None
+    row = next(x for x in md.splitlines() if x.startswith(f"| {HYP} minus {BASE} | 2 |"))
+    assert "| unseeded | 0.0050 | [0.0050, 0.0050] | **0.5000** | n/a | 0.5000 | 0.5 | 2 / 0 |" in row
+    assert "Fewer than 6 pairs: a sign-flip or Wilcoxon p below 0.05 is impossible" in md
+    assert "noncentral t(n - 1, e·√n)" in md
     assert "| `HyperaTrainer_20epochs_25iters` | 2 |" in md
     for png in ("learning_curves.png", f"trajectories_{HYP}.png"):
         assert (out / png).stat().st_size > 1000
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))
 
 
 def test_cli_errors_name_the_problem(fake_nnunet, capsys, monkeypatch):
@@ -252,13 +213,16 @@ def test_protocols_are_fixed():
     assert get_protocol("gpu-full").trainer_name("HyperaTrainer") == "HyperaTrainer"
     with pytest.raises(HyperaError, match="unknown protocol"):
         get_protocol("tpu")
-    assert math.isfinite(cpu.to_dict()["val_iters"])
+    assert cpu.to_dict()["val_iters"] == 5  # 25 // 5 (nnU-Net's 250:50)
+    assert cpu.to_dict()["env"] == {"nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1", "nnUNet_compile": "0"}
+    assert get_protocol("gpu-full").to_dict()["val_iters"] is None
 
 
 @pytest.mark.nnunet  # runs nnU-Net's nnUNetv2_evaluate_folder (about 10 s on an idle machine)
 def test_refinement_variant_is_scored_and_paired(fake_nnunet, capsys):
     out = fake_nnunet / "bench"
     rc = bench_cli.main(["-d", "999", "--protocol", "cpu", "-f", "0", "-tr", "nnUNetTrainer", "--out", str(out),
+                         "--unseeded",
                          "--bootstrap", "200",
                          "--no-surface", "--refine", "copy=cp {input}/*.nii.gz {output}/"])
     assert rc == 0, capsys.readouterr().err
@@ -279,6 +243,7 @@ def test_config_variants_share_one_report(fake_nnunet, capsys, monkeypatch):
     """TRAINER:CONFIG runs a HYPERA trainer with a config file, under its own results folder and name."""
     cfg = fake_nnunet / "gs4.json"
     cfg.write_text(json.dumps({"learning": {"gradient_steps": 4}, "seed": 5}))
+    monkeypatch.setenv("HYPERA_CONFIG", str(cfg))  # a shell's HYPERA_CONFIG reaches no run
     captured = {}
 
     def fake_run_jobs(jobs, device, env_for, out, **kw):
@@ -289,24 +254,30 @@ def test_config_variants_share_one_report(fake_nnunet, capsys, monkeypatch):
     monkeypatch.setattr(bench_cli, "run_jobs", fake_run_jobs)
     out = fake_nnunet / "bench"
     rc = bench_cli.main(["-d", "999", "--protocol", "cpu", "-f", "0", "-tr", "nnUNetTrainer", "HyperaTrainer",
-                         f"HyperaTrainer:{cfg}", "--seeds", "0", "2", "--out", str(out), "--no-surface",
+                         f"HyperaTrainer:{cfg}", "--seeds", "0", "2", "--unseeded", "--out", str(out), "--no-surface",
                          "--bootstrap", "200"])
     assert rc == 0, capsys.readouterr().err
     var, results = f"{HYP}[gs4]", fake_nnunet / "nnUNet_results"
     env = captured["env"]
-    assert "HYPERA_CONFIG" not in env[(BASE, 0, 0)] and "HYPERA_CONFIG" not in env[(HYP, 0, 0)]
+    assert "HYPERA_CONFIG" not in env[(BASE, 0, 0)] and "HYPERA_CONFIG" not in env[(HYP, 0, 0)]  # not the shell's
     assert env[(var, 0, 0)]["HYPERA_CONFIG"] == str(cfg.resolve())  # seed 0: the file as given (its own seed 5)
     seeded = json.loads(Path(env[(var, 0, 2)]["HYPERA_CONFIG"]).read_text())
     assert seeded["seed"] == 2 and seeded["learning"]["gradient_steps"] == 4
-    assert json.loads(Path(env[(HYP, 0, 2)]["HYPERA_CONFIG"]).read_text())["learning"]["gradient_steps"] == 8
+    eff = run_config(HYP, Path(env[(var, 0, 2)]["HYPERA_CONFIG"]))  # merged onto HyperaTrainer's: all six agents
+    assert (eff.seed, eff.learning.gradient_steps, list(eff.agents)) == (2, 4, list(ALL_AGENTS))
+    # HyperaTrainer's seed 2: a file of the seed alone, which the trainer merges onto its own configuration
+    own = Path(env[(HYP, 0, 2)]["HYPERA_CONFIG"])
+    assert json.loads(own.read_text()) == {"seed": 2}
+    cfg2 = run_config(HYP, own)
+    assert (cfg2.seed, cfg2.learning.gradient_steps, list(cfg2.agents)) == (2, 8, list(ALL_AGENTS))
     assert env[(var, 0, 0)]["nnUNet_results"] == str(results / "hypera_variants" / "gs4")
     assert env[(var, 0, 2)]["nnUNet_results"] == str(results / "hypera_variants" / "gs4" / "hypera_seeds" / "seed2")
     assert captured["folders"][(var, 0)] == results / "hypera_variants" / "gs4" / DS / f"{HYP}__{PLANS}__3d_fullres" \
         / "fold_0"
     # a finished variant fold is reported under its own name and paired against the baseline
-    _fold(fake_nnunet, HYP, 0, [(0.9, 0.8)] * 3, shift=0, hypera=True, results=results / "hypera_variants" / "gs4")
+    make_fold(fake_nnunet, HYP, 0, [(0.9, 0.8)] * 3, shift=0, hypera=True, results=results / "hypera_variants" / "gs4")
     rc = bench_cli.main(["-d", "999", "--protocol", "cpu", "-f", "0", "-tr", "nnUNetTrainer", "HyperaTrainer",
-                         f"HyperaTrainer:{cfg}", "--out", str(out), "--report-only", "--no-surface",
+                         f"HyperaTrainer:{cfg}", "--out", str(out), "--report-only", "--no-surface", "--unseeded",
                          "--bootstrap", "200"])
     assert rc == 0, capsys.readouterr().err
     res = json.loads((out / "results.json").read_text())
@@ -353,3 +324,54 @@ def test_register_adds_the_benchmark_subcommand(fake_nnunet, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "[dry-run] nnUNetv2_train Dataset999_Fake 3d_fullres 3 -tr nnUNetTrainer_50epochs_25iters" in out
+
+
+def test_names_are_checked_without_the_cli_or_the_trainer_classes(fake_nnunet):
+    """Imports flow one way: the benchmark asks the variant table (HYPERA) and nnU-Net's lookup (nnU-Net's own)."""
+    out = fake_nnunet / "bench"
+    code = ("import sys\nfrom hypera_nnunet.benchmark import cli\n"
+            f"rc = cli.main(['-d', '999', '-f', '0', '-tr', 'nnUNetTrainer', 'HyperaTrainer_Shadow', '--seeds', '0', "
+            f"'1', '--unseeded', '--out', {str(out)!r}, '--dry-run'])\n"
+            "print(rc, 'hypera_nnunet.cli' in sys.modules, 'hypera_nnunet.nnunet.trainers' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    assert done.stdout.splitlines()[-1] == "0 False False", done.stdout + done.stderr
+    # seed 1 of the Shadow variant: the seed alone, merged by the trainer onto its configuration (six agents, shadow)
+    seeded = out / "configs" / "HyperaTrainer_Shadow_50epochs_25iters_seed1.json"
+    assert json.loads(seeded.read_text()) == {"seed": 1}
+    cfg = run_config("HyperaTrainer_Shadow_50epochs_25iters", seeded)
+    assert (cfg.seed, cfg.shadow, list(cfg.agents), cfg.learning.gradient_steps) == (1, True, list(ALL_AGENTS), 8)
+
+
+def test_known_trainer_names():
+    from hypera_nnunet.nnunet.names import is_nnunet_trainer, known_trainer
+
+    assert known_trainer("HyperaTrainer_LR_10epochs_5iters") and known_trainer("nnUNetTrainer_20epochs_25iters")
+    assert is_nnunet_trainer("nnUNetTrainerNoDA") and is_nnunet_trainer("nnUNetTrainer_5epochs")
+    assert not known_trainer("nnUNetTrainer_7epochs") and not known_trainer("HyperaTrainer_Nope")
+    assert not is_nnunet_trainer("HyperaTrainer")  # HYPERA's trainers are not nnU-Net's
+
+
+def test_transfer_variant_seed_config_needs_its_source(fake_nnunet, monkeypatch, capsys):
+    monkeypatch.delenv("HYPERA_TRANSFER", raising=False)
+    out = str(fake_nnunet / "bench")
+    assert bench_cli.main(["-d", "999", "-tr", "HyperaTrainer_Frozen", "--seeds", "1", "--unseeded", "--out", out,
+                           "--dry-run"]) == 2
+    assert "HyperaTrainer_Frozen_50epochs_25iters needs HYPERA_TRANSFER" in capsys.readouterr().err
+    src = fake_nnunet / "policies.pt"
+    monkeypatch.setenv("HYPERA_TRANSFER", str(src))
+    assert bench_cli.main(["-d", "999", "-tr", "HyperaTrainer_Frozen", "--seeds", "1", "--unseeded", "--out", out,
+                           "--dry-run"]) == 0
+    seeded = fake_nnunet / "bench" / "configs" / "HyperaTrainer_Frozen_50epochs_25iters_seed1.json"
+    cfg = run_config("HyperaTrainer_Frozen_50epochs_25iters", seeded)
+    assert (cfg.transfer.source, cfg.transfer.mode, cfg.seed) == (str(src), "frozen", 1)
+
+
+def test_dataset_given_by_name_and_names_that_do_not_resolve(fake_nnunet, capsys):
+    out = str(fake_nnunet / "bench")
+    assert bench_cli.main(["-d", DS, "-f", "0", "--out", out, "--dry-run"]) == 0
+    assert f"benchmark {DS} 3d_fullres" in capsys.readouterr().out
+    assert bench_cli.main(["-d", "Dataset998_Other", "--out", out, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset 'Dataset998_Other' was never preprocessed" in err and len(err.strip().splitlines()) == 1
+    assert bench_cli.main(["-d", "hippo", "--out", out, "--dry-run"]) == 2
+    assert "dataset 'hippo' is neither an nnU-Net dataset id nor a name" in capsys.readouterr().err

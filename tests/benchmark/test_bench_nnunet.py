@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from hypera_nnunet.nnunet.variant_table import ALL_AGENTS
+
 TRAINERS = ("nnUNetTrainer_1epochs_5iters", "HyperaTrainer_1epochs_5iters")
 
 pytestmark = pytest.mark.nnunet
@@ -34,6 +36,10 @@ def run(hippo, tmp_path_factory):
     splits = json.loads((data_root / "pre" / name / "splits_final.json").read_text())
     return {"env": env, "out": out, "args": args, "first": first, "results": root / "results" / name,
             "n_val": len(splits[0]["val"]) + len(splits[1]["val"])}
+
+
+def report_lines(out):
+    return (out / "report.md").read_text().splitlines()
 
 
 def test_benchmark_trains_collects_and_reports_real_nnunet_folds(run):
@@ -62,6 +68,10 @@ def test_benchmark_trains_collects_and_reports_real_nnunet_folds(run):
     pr = res["paired"][hyp]
     assert pr["n_cases"] == run["n_val"] and sorted(pr["matched_runs"]) == ["seed0_fold0", "seed0_fold1"]
     assert set(pr["dice"]) == {"1", "2"} and "hd95" in pr and "nsd" in pr
+    # the agents that really ran, from each fold's hypera/config.json (HyperaTrainer: all six); none for nnU-Net's
+    assert res["per_trainer"][hyp]["agents"] == {f"seed0_fold{k}": list(ALL_AGENTS) for k in (0, 1)}
+    assert res["per_trainer"][base]["agents"] == {"seed0_fold0": [], "seed0_fold1": []}
+    assert f"- `{hyp}`: 6 agents: {', '.join(ALL_AGENTS)} (seed0_fold0, seed0_fold1)" in report_lines(out)
     # the agents' hooks were timed in HyperaTrainer's decision log
     assert res["per_trainer"][hyp]["overhead"]["all"]["overhead_s"] > 0
     assert res["per_trainer"][base]["overhead"]["all"] is None

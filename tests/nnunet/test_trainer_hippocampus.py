@@ -23,7 +23,8 @@ def trained(hippo, tmp_path_factory):
     """All six agents for 3 epochs: paused after 2 (as a killed job would stop), then resumed with --c."""
     env, name, root = hippo
     cfg = tmp_path_factory.mktemp("cfg") / "hypera.json"
-    cfg.write_text(json.dumps({"agents": {a: {} for a in SIX}, "pause_after_epochs": 2, "seed": 0}))
+    cfg.write_text(json.dumps({"agents": {a: {} for a in SIX}, "pause_after_epochs": 2, "seed": 0,
+                               "tensorboard": True}))
     env = {**env, "HYPERA_CONFIG": str(cfg)}
     cmd = ["nnUNetv2_train", "904", "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"]
     run_nnunet(cmd, env=env)
@@ -94,8 +95,13 @@ def test_decisions_within_bounds_and_applied_to_nnunet(trained):
         assert ckpt["logging"]["hypera_lr"][e] == pytest.approx(x["multipliers"]["lr"])
     from hypera_nnunet.nnunet.checkpoint import load_agent_state
 
-    assert set(load_agent_state(fold / "checkpoint_final.pth", 3)["agents"]) == set(SIX)
+    assert set(load_agent_state(fold / "checkpoint_final.pth", 3)["hypera"]["agents"]) == set(SIX)
     assert (fold / "hypera" / "policies.pt").is_file() and (fold / "progress.png").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = EventAccumulator(str(fold / "hypera" / "tensorboard"))
+    tb.Reload()
+    assert [round(e.value, 5) for e in tb.Scalars("knob/lr")] == [round(x["multipliers"]["lr"], 5) for x in lines]
     from PIL import Image
 
     with Image.open(fold / "progress.png") as main, Image.open(fold / "progress_hypera.png") as panel:

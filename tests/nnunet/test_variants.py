@@ -25,7 +25,7 @@ def test_variant_names_follow_nnunet_and_pickle():
         assert getattr(trainers, name) is cls  # built once
     assert not hasattr(trainers, "nnUNetTrainer_5epochs")  # nnU-Net's own, not shadowed
     assert not hasattr(trainers, "HyperaTrainer_7epochs") and not hasattr(trainers, "HyperaTrainer_5epochs_7iters")
-    assert trainers.__all__ == list(VARIANTS)
+    assert trainers.__all__ == [*VARIANTS, "nnUNetTrainerSeedable"]
 
 
 def test_import_builds_only_the_written_out_classes():

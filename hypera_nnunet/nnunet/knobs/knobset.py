@@ -11,7 +11,7 @@ from hypera_nnunet.nnunet.knobs.base import KNOBS, Knob
 class NNUNetKnobs:
     """:param trainer: an ``nnUNetTrainer`` after ``initialize`` and dataloader creation.
     :param options: knob name -> options for that knob (e.g. ``{"batch_size": {"min_batch_size": 1}}``).
-    :param min_batch_size, max_batch_size: shortcuts for the batch-size knob's options."""
+    :param min_batch_size, max_batch_size: shortcuts for the batch-size knob's options (``options`` wins)."""
 
     def __init__(self, trainer, options: dict[str, dict] | None = None, min_batch_size: int = 2,
                  max_batch_size: int | None = None) -> None:

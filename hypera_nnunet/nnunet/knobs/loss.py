@@ -43,12 +43,16 @@ class CeDiceBalance(Knob):
         inner = _inner_loss(trainer)
         if not (hasattr(inner, "weight_ce") and hasattr(inner, "weight_dice")):
             return False
+        self.base = (inner.weight_ce, inner.weight_dice)
         self.w_sum = float(inner.weight_ce + inner.weight_dice)
         self.logit0 = _logit(float(inner.weight_ce) / self.w_sum) if self.w_sum > 0 else 0.0
         return True
 
     def apply(self, trainer, x: float) -> float:
         inner = _inner_loss(trainer)
+        if x == 0.0:  # nnU-Net's own weights, exactly (no round trip through the sigmoid)
+            inner.weight_ce, inner.weight_dice = self.base
+            return x
         w_ce = self.w_sum * _sigmoid(2 * x + self.logit0)
         inner.weight_ce, inner.weight_dice = w_ce, self.w_sum - w_ce
         return x
@@ -67,10 +71,14 @@ class DeepSupervisionDecay(Knob):
         ds = _deep_supervision(trainer)
         if ds is None:
             return False
+        self.base_exact = ds.weight_factors
         self.base = tuple(float(w) for w in ds.weight_factors)
         return True
 
     def apply(self, trainer, x: float) -> float:
+        if x == 0.0:  # nnU-Net's own weights, exactly (no renormalisation rounding)
+            _deep_supervision(trainer).weight_factors = self.base_exact
+            return x
         m = math.exp(x)
         w = np.array([b ** m if b > 0 else b for b in self.base])
         _deep_supervision(trainer).weight_factors = tuple(float(v) for v in w / w.sum() * sum(self.base))

@@ -27,8 +27,8 @@ class Momentum(Knob):
         return True
 
     def apply(self, trainer, x: float) -> float:
-        for g in trainer.optimizer.param_groups:
-            g["momentum"] = 1 - (1 - self.base) * math.exp(x)
+        for g in trainer.optimizer.param_groups:  # x = 0: nnU-Net's own value, exactly
+            g["momentum"] = self.base if x == 0.0 else 1 - (1 - self.base) * math.exp(x)
         return x
 
     def value(self, trainer):

@@ -24,7 +24,7 @@ class WeightDecay(Knob):
 
     def apply(self, trainer, x: float) -> float:
         for g in trainer.optimizer.param_groups:
-            g["weight_decay"] = self.base * math.exp(x)
+            g["weight_decay"] = self.base * math.exp(x)  # exp(0) == 1.0: x = 0 is nnU-Net's value exactly
         return x
 
     def value(self, trainer):
@@ -44,7 +44,7 @@ class Dropout(Knob):
 
     def apply(self, trainer, x: float) -> float:
         for m, b in zip(self.modules, self.base):
-            m.p = float(min(MAX_DROPOUT, b * math.exp(x)))
+            m.p = b if x == 0.0 else float(min(MAX_DROPOUT, b * math.exp(x)))
         return x
 
     def value(self, trainer):
