@@ -14,3 +14,11 @@ class HyperaError(Exception):
 
 class ConfigError(HyperaError, ValueError):
     """An unknown or invalid setting in a HYPERA configuration."""
+
+
+def exit_with_error(e: Exception) -> None:
+    """From inside ``nnUNetv2_train`` (no CLI of ours around it): one line on stderr, exit status 2."""
+    import sys
+
+    print(f"hypera-nnunet: error: {e}", file=sys.stderr)
+    raise SystemExit(2) from None

@@ -74,7 +74,7 @@ def _rec(e: int) -> bytes:
     (b'{"epoch": "x"}', "epoch 'x' is not an integer"),
     (b"\xff\xfe{", "undecodable bytes"),
     (b'{"epoch": 2, "x"', "not JSON (torn line?)"),
-    (_rec(1), "epoch 1 where epoch 2 was expected"),  # two writers: [0, 1, 1, ...]
+    (_rec(1), "epoch 1 after epoch 1"),  # two writers: [0, 1, 1, ...]
 ])
 def test_damaged_log_keeps_the_valid_prefix_and_moves_the_tail_aside(tmp_path, bad, reason):
     path = tmp_path / "decisions.jsonl"
@@ -84,8 +84,26 @@ def test_damaged_log_keeps_the_valid_prefix_and_moves_the_tail_aside(tmp_path, b
     assert rec.kept == 2 and rec.reason == f"line 3: {reason}"
     assert rec.damaged.read_bytes() == bad + b"\n" + _rec(3) + b"\n"
     assert rec.damaged.name.startswith("decisions.damaged-") and rec.damaged.suffix == ".jsonl"
-    assert rec.message(path) == (f"HYPERA: {path} is damaged (line 3: {reason}); kept the records of epochs 0-1 "
+    assert rec.message(path) == (f"HYPERA: {path} is damaged (line 3: {reason}); kept its first 2 records "
                                  f"and moved the lines after them to {rec.damaged}")
+
+
+def test_a_second_resume_after_a_repair_keeps_the_gap_and_every_record(tmp_path):
+    """A repaired log (0, 1) continued from a checkpoint at epoch 4 reads 0, 1, 4, 5: all valid on the next resume,
+    and a second repair in the same second gets a file of its own."""
+    path = tmp_path / "decisions.jsonl"
+    _write_log(path, [_rec(0), _rec(1), b"42", _rec(3)])
+    first = DecisionLog(path).truncate_from(4)
+    with open(path, "ab") as f:
+        f.write(_rec(4) + b"\n" + _rec(5) + b"\n")
+    again = DecisionLog(path).truncate_from(6)
+    assert (again.kept, again.damaged) == (4, None)
+    assert path.read_bytes() == b"".join(_rec(e) + b"\n" for e in (0, 1, 4, 5))
+    with open(path, "ab") as f:
+        f.write(b"{torn")
+    third = DecisionLog(path).truncate_from(6)
+    assert third.damaged != first.damaged and first.damaged.read_bytes() == b"42\n" + _rec(3) + b"\n"
+    assert third.damaged.read_bytes() == b"{torn\n"
 
 
 def test_intact_log_drops_only_superseded_epochs_silently(tmp_path):
@@ -120,6 +138,25 @@ def test_lock_is_released_when_its_holder_is_killed(tmp_path):
     holder.kill()
     holder.wait()
     FolderLock(tmp_path).acquire().release()  # kill -9 leaves no stale lock
+
+
+def test_a_forked_worker_that_outlives_its_killed_holder_does_not_keep_the_lock(tmp_path):
+    """nnU-Net's augmentation workers are forked after the fold is locked and loop on after a kill -9."""
+    code = ("import os, sys, time; from hypera_nnunet.common.locks import FolderLock; "
+            f"FolderLock({str(tmp_path)!r}).acquire(); pid = os.fork()\n"
+            "if pid == 0: time.sleep(60); os._exit(0)\n"
+            "print(pid, flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    worker = int(holder.stdout.readline())
+    try:
+        with pytest.raises(HyperaError, match=f"pid {holder.pid} "):
+            FolderLock(tmp_path).acquire()
+        holder.kill()
+        holder.wait()
+        assert Path(f"/proc/{worker}").exists()  # the orphaned worker lives on ...
+        FolderLock(tmp_path).acquire().release()  # ... and holds no lock
+    finally:
+        os.kill(worker, 9)
 
 
 # ---- atomic writes: a full disk is one line naming the file, and the old file survives ----------

@@ -12,6 +12,10 @@ so several configurations of one trainer share one report:
 
     hypera-nnunet benchmark -d 4 -tr nnUNetTrainer HyperaTrainer HyperaTrainer:gs4.json --out bench/
 
+Seeded by default: every training of seed s gets ``HYPERA_SEED=s`` (``--seeds``), so the trainers of one
+(fold, seed) share nnU-Net's random numbers; runs that were not seeded alike are never paired (``--unseeded``:
+repetitions in the layout of runs made before seeding).
+
 Jobs run fold by fold (fold 0 of every trainer, then fold 1, ...), so a run cut short still has paired folds.
 One harness at a time per output folder (a lock on ``--out``; a second one names the holder's pid). Stopped with
 SIGTERM, SIGHUP or Ctrl-C, it stops its trainings' process groups; killed with SIGKILL, its trainings end too.
@@ -36,7 +40,7 @@ from hypera_nnunet.benchmark.runner import Job, display_name, results_root_for_s
 from hypera_nnunet.common.atomic_io import atomic_write_json, atomic_write_text
 from hypera_nnunet.common.locks import FolderLock
 from hypera_nnunet.errors import HyperaError
-from hypera_nnunet.nnunet.variant_table import hypera_variant_of, is_hypera_name
+from hypera_nnunet.nnunet.variant_table import SEEDABLE_BASELINE, hypera_variant_of, is_hypera_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -131,9 +135,6 @@ def _ensure_plans(pre_dir: Path, plans: str, configuration: str, protocol) -> No
 def _is_hypera(trainer: str) -> bool:
     """Whether ``trainer`` runs HYPERA's agents (a variant of the table, at any budget; not the baselines)."""
     return hypera_variant_of(trainer) is not None
-
-
-SEEDABLE_BASELINE = "nnUNetTrainerSeedable"  # nnU-Net's trainer at its own budget, seedable (nnunet/variants.py)
 
 
 def seedable(trainer: str) -> bool:

@@ -216,9 +216,10 @@ def build_results(jobs: list[Job], baseline: str, label_names: dict[str, str], o
         if unlike:
             k = unlike[0]
             c, b = cand_folds[k], base_folds[k]
-            line = (f"not paired: {t} and {ref} were not seeded alike in {len(unlike)} run(s), e.g. seed{k[0]}_fold{k[1]}: "
-                    f"{_seed_text(c.hypera_seed)} ({c.folder}) against {_seed_text(b.hypera_seed)} ({b.folder}); "
-                    f"compare runs seeded with one {SEED_ENV}, or unseeded runs only.")
+            line = (f"not paired: {t} and {ref} were not seeded alike in {len(unlike)} run(s), e.g. "
+                    f"seed{k[0]}_fold{k[1]}: {_seed_text(c.hypera_seed)} ({c.folder}) against "
+                    f"{_seed_text(b.hypera_seed)} ({b.folder}); compare runs seeded with one {SEED_ENV}, or unseeded "
+                    "runs only.")
             refused_all.append(line)
             paired[pair_name] = {"direction": f"{t} minus {ref}", "refused": line,
                            "unlike_runs": [f"seed{a}_fold{b}" for a, b in unlike]}

@@ -124,14 +124,15 @@ def sign_flip_test(diffs, n_draws: int = SIGN_FLIP_DRAWS, seed: int = 0,
 
 def paired_t_test(diffs) -> tuple[float, float]:
     """Two-sided one-sample t-test of the mean difference against 0: ``(t, p)`` with n - 1 degrees of freedom,
-    t = mean / (sd / sqrt(n)) (sample sd, ddof 1). NaN for fewer than 2 differences or when all are equal."""
+    t = mean / (sd / sqrt(n)) (sample sd, ddof 1). NaN for fewer than 2 differences or when all are equal (an sd
+    below 1e-9 of the largest difference counts as rounding, not spread)."""
     from scipy.stats import t as t_dist
 
     d = np.asarray(diffs, dtype=float)
     if d.size < 2:
         return math.nan, math.nan
     sd = float(d.std(ddof=1))
-    if sd == 0.0:
+    if sd <= 1e-9 * float(np.abs(d).max()):  # equal differences, up to rounding: no spread to test against
         return math.nan, math.nan
     t = float(d.mean()) / (sd / math.sqrt(d.size))
     return t, float(2.0 * t_dist.sf(abs(t), d.size - 1))

@@ -234,6 +234,9 @@ class Coordinator:
             if self.guard is not None and self.config.safeguards.rollback else None
         if self.broadcast is not None:  # DDP: rank 0's verdict, so that every rank rolls back together
             reason = self.broadcast(reason)
+        if reason is not None and self.config.shadow:  # shadow applies nothing, a rollback included
+            self.record["would_roll_back"] = reason
+            reason = None
         if reason is None or not self.guard.restore():
             self.consecutive_rollbacks = 0
             if self.guard is not None and ema is not None and math.isfinite(ema):

@@ -3,7 +3,7 @@
 ``reward = share * z(shared) + (1 - share) * z_agent(specialised) - prior_weight * mean((x / bound)^2)``
 
 * shared: the change of nnU-Net's pseudo-Dice EMA over the epoch, z-normalised online
-  (:class:`~hypera_nnunet.rl.RunningZScore`), minus ``explode_penalty`` when the epoch's largest
+  (:class:`~hypera_nnunet.rl.RunningZScore`), plus ``explode_penalty`` (<= 0) when the epoch's largest
   gradient norm exceeds ``explode_factor`` times the median of earlier epochs' mean norms;
 * specialised: the agent's own :meth:`specialised_reward`, normalised by the agent's own z-score;
 * prior: pulls every knob towards nnU-Net's own value (``x = 0``);

@@ -19,12 +19,14 @@ import re
 import zipfile
 from pathlib import Path
 
-from hypera_nnunet.common.atomic_io import atomic_torch_save
+from hypera_nnunet.common.atomic_io import atomic_torch_save, atomic_write
 from hypera_nnunet.common.safe_load import load_torch_file
-from hypera_nnunet.errors import HyperaError
+from hypera_nnunet.errors import HyperaError, exit_with_error
 
 HYPERA_DIR = "hypera"
 LEGACY_KEY = "hypera"
+#: the checkpoints ``nnUNetv2_train --c`` resumes from, in the order it looks for them
+RESUME_ORDER = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
 
 
 def agent_state_path(checkpoint: str | os.PathLike, epoch: int) -> Path:
@@ -57,12 +59,14 @@ def prune_agent_state(checkpoint: str | os.PathLike, keep_epoch: int) -> None:
             f.unlink(missing_ok=True)
 
 
-def load_agent_state(checkpoint: str | os.PathLike, epoch: int) -> dict | None:
+def load_agent_state(checkpoint: str | os.PathLike, epoch: int, legacy: bool = True) -> dict | None:
     """The extras saved with ``checkpoint`` at ``epoch`` (``{"hypera": agent state, "rng": ...}``); for a
-    checkpoint of the earlier layout, its in-checkpoint agent state as ``{"hypera": ...}``; or None."""
+    checkpoint of the earlier layout (``legacy``), its in-checkpoint agent state as ``{"hypera": ...}``; or None."""
     f = agent_state_path(checkpoint, epoch)
     if f.is_file():
         return load_torch_file(f, "HYPERA checkpoint extras")
+    if not legacy:
+        return None
     import torch
 
     # nnU-Net loads its own checkpoints with weights_only=False; the legacy copy inside is read the same way
@@ -85,8 +89,7 @@ def check_checkpoint(path: str | os.PathLike) -> None:
         problem = str(e) or type(e).__name__
     if problem is None:
         return
-    others = [n for n in ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
-              if n != p.name and (p.parent / n).is_file()]
+    others = [n for n in RESUME_ORDER if n != p.name and (p.parent / n).is_file()]
     alt = (f"; {' and '.join(others)} exist{'s' if len(others) == 1 else ''} in {p.parent}: to resume from one, "
            f"copy it to {p.name} yourself (nothing falls back silently)") if others else \
         "; no other checkpoint exists there: train again without --c"
@@ -96,7 +99,7 @@ def check_checkpoint(path: str | os.PathLike) -> None:
 def resume_checkpoint(fold_dir: str | os.PathLike) -> Path | None:
     """The checkpoint ``nnUNetv2_train --c`` will load in ``fold_dir`` (nnU-Net's order: final, latest,
     best), or None when there is none."""
-    for name in ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth"):
+    for name in RESUME_ORDER:
         p = Path(fold_dir) / name
         if p.is_file():
             return p
@@ -106,6 +109,9 @@ def resume_checkpoint(fold_dir: str | os.PathLike) -> Path | None:
 class SafeCheckpoints:
     """Mixin before ``nnUNetTrainer`` in the bases: atomic checkpoints with extras beside them."""
 
+    #: whether a checkpoint without an extras file may carry agent state inside (HYPERA's earlier layout)
+    reads_legacy_agent_state = False
+
     def checkpoint_extras(self) -> dict:
         """What to save beside the checkpoint (subclasses add to ``super()``'s)."""
         return {}
@@ -114,17 +120,23 @@ class SafeCheckpoints:
         """Receive what :meth:`checkpoint_extras` saved with the checkpoint being loaded (None: nothing)."""
 
     def save_checkpoint(self, filename: str) -> None:
-        writes = self.local_rank == 0 and not self.disable_checkpointing
+        if self.local_rank != 0 or self.disable_checkpointing:  # nnU-Net writes nothing then (and says so)
+            return super().save_checkpoint(filename)
         epoch = self.current_epoch + 1  # what nnU-Net records in the checkpoint
-        extras = self.checkpoint_extras() if writes else {}
-        if extras:
-            save_agent_state(extras, filename, epoch)
-        tmp = f"{filename}.tmp"
-        super().save_checkpoint(tmp)
-        if os.path.isfile(tmp):
-            os.replace(tmp, filename)
-        if writes:
+        try:
+            extras = self.checkpoint_extras()
+            if extras:
+                save_agent_state(extras, filename, epoch)
+            atomic_write(filename, super().save_checkpoint)  # nnU-Net writes the temporary file itself
             prune_agent_state(filename, epoch if extras else -1)
+        except HyperaError as e:  # a full disk: one line, the previous checkpoint intact
+            exit_with_error(e)
+
+    def on_train_end(self):
+        super().on_train_end()  # nnU-Net removes checkpoint_latest.pth here: its extras go with it
+        latest = Path(self.output_folder) / "checkpoint_latest.pth"
+        if self.local_rank == 0 and not latest.exists():
+            prune_agent_state(latest, -1)
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         # nnU-Net 2.8.1's load_checkpoint(dict) fails (it only binds `checkpoint` for paths): pass a path.
@@ -137,6 +149,10 @@ class SafeCheckpoints:
                 return self.load_checkpoint(str(tmp))
             finally:
                 tmp.unlink(missing_ok=True)
-        check_checkpoint(filename_or_checkpoint)
+        try:
+            check_checkpoint(filename_or_checkpoint)
+        except HyperaError as e:
+            exit_with_error(e)
         super().load_checkpoint(filename_or_checkpoint)
-        self.load_checkpoint_extras(load_agent_state(filename_or_checkpoint, self.current_epoch))
+        self.load_checkpoint_extras(load_agent_state(filename_or_checkpoint, self.current_epoch,
+                                                     legacy=self.reads_legacy_agent_state))

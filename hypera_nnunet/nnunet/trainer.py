@@ -1,7 +1,8 @@
 """``HyperaTrainer``: nnU-Net's trainer with HYPERA agents steering its hyperparameters.
 
-Only nnU-Net's hooks live here. Each calls ``super()`` first and then the coordinator, so HYPERA
-composes with nnU-Net's own variants through the method resolution order (``class
+Only nnU-Net's hooks live here. Each calls ``super()`` (first, except that ``on_train_start`` locks the fold
+before it and ``on_epoch_end`` lets the coordinator decide before nnU-Net checkpoints), so HYPERA composes
+with nnU-Net's own variants through the method resolution order (``class
 MyTrainer(HyperaTrainer, nnUNetTrainerNoDA)`` keeps NoDA's pipeline). Everything else has a room of
 its own: knobs (:mod:`.knobs`), the data pipeline (:mod:`.pipeline`), the state signals
 (:mod:`.trainer_signals`), checkpoints (:mod:`.checkpoint`), the progress panel (:mod:`.progress_panel`),
@@ -14,7 +15,6 @@ Fresh agents' *deterministic* actions are nnU-Net's values; while exploring they
 from __future__ import annotations
 
 import os
-import sys
 from collections import defaultdict
 from pathlib import Path
 from time import perf_counter
@@ -29,7 +29,7 @@ from hypera_nnunet.config import run_config
 from hypera_nnunet.control.coordinator import Coordinator
 from hypera_nnunet.control.decision_log import DecisionLog
 from hypera_nnunet.control.safeguards import RollbackGuard
-from hypera_nnunet.errors import HyperaError
+from hypera_nnunet.errors import ConfigError, HyperaError, exit_with_error
 from hypera_nnunet.nnunet import checkpoint as ckpt
 from hypera_nnunet.nnunet.ddp import broadcast_from_rank0
 from hypera_nnunet.nnunet.knobs import NNUNetKnobs
@@ -40,11 +40,18 @@ from hypera_nnunet.nnunet.seeding import SeededTraining, derive
 from hypera_nnunet.nnunet.tensorboard import TensorBoardLog
 from hypera_nnunet.nnunet.trainer_signals import build_signals, total_norm
 
+_fail = exit_with_error
 
-def _fail(e: Exception) -> None:
-    """One clear line from inside ``nnUNetv2_train``, not a traceback."""
-    print(f"hypera-nnunet: error: {e}", file=sys.stderr)
-    raise SystemExit(2) from None
+
+def _check_knobs(config) -> None:
+    """Every knob an agent names must be registered: a configuration error before any data is loaded."""
+    from hypera_nnunet.agents import AGENTS
+    from hypera_nnunet.nnunet.knobs import KNOBS
+
+    for name, settings in config.agents.items():
+        unknown = [k for k in AGENTS[name].wanted_knobs(settings) if k not in KNOBS]
+        if unknown:
+            raise ConfigError(f"agent '{name}' names unknown knob(s) {unknown}; registered knobs: {', '.join(KNOBS)}")
 
 
 class HyperaTrainer(SeededTraining, nnUNetTrainer):
@@ -53,12 +60,14 @@ class HyperaTrainer(SeededTraining, nnUNetTrainer):
 
     #: the entry of :data:`hypera_nnunet.nnunet.variant_table.VARIANTS` whose configuration this class runs
     hypera_variant = "HyperaTrainer"
+    reads_legacy_agent_state = True  # checkpoints of the earlier layout carry the agents' state inside
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         try:  # every setting is checked here, before any data is loaded
             self.hypera = run_config(self.hypera_variant)
+            _check_knobs(self.hypera)
         except HyperaError as e:
             _fail(e)
         if self.hypera.save_every:
@@ -100,12 +109,16 @@ class HyperaTrainer(SeededTraining, nnUNetTrainer):
         return t
 
     # ---- hooks -----------------------------------------------------------------------------------
-    def on_train_start(self):
-        if self._writes:  # before nnU-Net writes anything: one training per fold
+    def _lock_fold(self) -> None:
+        """One training per fold, held until this process exits (validation after training included)."""
+        if self._writes and self._hypera_lock is None:
             try:
                 self._hypera_lock = FolderLock(self.hypera_dir, "this fold's HYPERA training").acquire()
             except HyperaError as e:
                 _fail(e)
+
+    def on_train_start(self):
+        self._lock_fold()  # before nnU-Net writes anything
         super().on_train_start()
         bs = self.hypera.agents.get("batch_size")  # the batch-size knob's bounds are that agent's settings
         options = {"batch_size": {"min_batch_size": bs.min_batch_size, "max_batch_size": bs.max_batch_size}} \
@@ -232,10 +245,12 @@ class HyperaTrainer(SeededTraining, nnUNetTrainer):
                 atomic_torch_save(self.coordinator.policies(), self.hypera_dir / "policies.pt")
         if self._tb is not None:
             self._tb.close()
-        if self._hypera_lock is not None:
-            self._hypera_lock.release()
 
-    # ---- checkpoints (see .checkpoint) ----------------------------------------------------------
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        self._lock_fold()  # `nnUNetv2_train --val` validates without training
+        super().perform_actual_validation(save_probabilities)
+
+    # ---- checkpoints (see .checkpoint: atomic, extras beside them) -----------------------------
     def checkpoint_extras(self) -> dict:
         extras = super().checkpoint_extras()
         if self.coordinator is not None:
@@ -248,8 +263,3 @@ class HyperaTrainer(SeededTraining, nnUNetTrainer):
         if self._hypera_state is None:
             self.print_to_log_file("HYPERA: checkpoint has no agent state; agents start fresh.")
 
-    def load_checkpoint(self, filename_or_checkpoint) -> None:
-        try:
-            super().load_checkpoint(filename_or_checkpoint)
-        except HyperaError as e:
-            _fail(e)

@@ -17,6 +17,7 @@ from hypera_nnunet.nnunet.budget import parse_budget
 ALL_AGENTS = ("learning_rate", "loss", "batch_size", "augmentation", "regularization", "optimization")
 TRANSFER_ENV = "HYPERA_TRANSFER"
 BASELINE = "nnUNetTrainer"
+SEEDABLE_BASELINE = "nnUNetTrainerSeedable"  # nnU-Net's trainer at its full budget, seeded with $HYPERA_SEED
 #: HyperaTrainer's configuration (on top of the settings' defaults): all six agents.
 BASE_CONFIG: dict = {"agents": list(ALL_AGENTS)}
 
@@ -67,7 +68,7 @@ def hypera_variant_of(name: str) -> str | None:
 def is_hypera_name(name: str) -> bool:
     """Whether this package defines a trainer of this name (a HYPERA variant, a budget of one, or a
     ``nnUNetTrainer_<E>epochs_<I>iters`` baseline), answered without importing torch or nnU-Net."""
-    if hypera_variant_of(name) is not None:
+    if hypera_variant_of(name) is not None or name == SEEDABLE_BASELINE:
         return True
     b = parse_budget(name)
     return b is not None and b.base == BASELINE and b.iters is not None

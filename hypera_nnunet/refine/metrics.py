@@ -1,6 +1,9 @@
 """Dice, HD95 and normalised surface Dice (NSD) per class, in millimetres on the voxel spacing.
 
-Definitions (the same as nnU-Net's Dice; the benchmark report uses these functions too):
+Definitions (the same as nnU-Net's Dice; refinement's fit and acceptance use these functions; the benchmark
+report's NSD is MONAI's surfel-area definition, the one challenges publish, which this voxel-count NSD is *not*:
+it equals MONAI's ``compute_surface_dice(..., use_subvoxels=False)``, cross-checked in
+``tests/benchmark/test_bench_surface.py``):
 
 * **Dice** = 2|P∩R| / (|P| + |R|), NaN when both masks are empty (nnU-Net's convention; means use nanmean).
 * **surface voxels** of a mask: the mask minus its erosion by the 6-neighbourhood. Outside the image counts as

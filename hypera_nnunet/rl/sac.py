@@ -56,8 +56,8 @@ class SAC:
 
     def __init__(self, obs_dim: int, act_dim: int, low, high, config: SACConfig = SACConfig(), seed: int = 0) -> None:
         self.obs_dim, self.act_dim, self.config = int(obs_dim), int(act_dim), config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):  # the global CPU generator is restored afterwards
+            torch.default_generator.manual_seed(seed)  # not torch.manual_seed: it would re-seed CUDA too
             self.actor = SquashedGaussianActor(obs_dim, act_dim, config.hidden, low, high,
                                                zero_init_mean=config.zero_init_mean, init_log_std=config.init_log_std)
             self.critic = TwinQCritic(obs_dim, act_dim, config.hidden)

@@ -30,9 +30,12 @@ def _masks(shift: int) -> np.ndarray:
 
 
 def make_fold(root: Path, trainer: str, fold: int, dices: list[tuple[float, float]], shift: int, hypera: bool,
-              epoch_s: float = 10.0, results: Path | None = None, agents: list[str] | None = None) -> Path:
+              epoch_s: float = 10.0, results: Path | None = None, agents: list[str] | None = None,
+              ema: list[float] | None = None, hypera_seed: int | None = None) -> Path:
     """A finished fold: summary.json with the given per-case Dice, predictions, a checkpoint, decisions, and with
-    ``agents`` the ``hypera/config.json`` a HYPERA trainer writes."""
+    ``agents`` the ``hypera/config.json`` a HYPERA trainer writes. ``ema``: the EMA pseudo Dice of its 3 epochs.
+    ``hypera_seed``: a seeded run's record of its seed, in ``config.json`` when ``agents`` are given (a HYPERA
+    trainer), else in the extras beside the final checkpoint (a seedable baseline)."""
     import torch
 
     out = (results or root / "nnUNet_results") / DS / f"{trainer}__{PLANS}__3d_fullres" / f"fold_{fold}"
@@ -51,7 +54,7 @@ def make_fold(root: Path, trainer: str, fold: int, dices: list[tuple[float, floa
     n = 3
     starts = [1000.0 + i * epoch_s for i in range(n)]
     torch.save({"logging": {"train_losses": [0.5, 0.3, 0.2], "val_losses": [0.6, 0.4, 0.3],
-                            "mean_fg_dice": [0.2, 0.5, 0.7], "ema_fg_dice": [0.2, 0.3, 0.4], "lrs": [0.01] * n,
+                            "mean_fg_dice": [0.2, 0.5, 0.7], "ema_fg_dice": ema or [0.2, 0.3, 0.4], "lrs": [0.01] * n,
                             "epoch_start_timestamps": starts, "epoch_end_timestamps": [s + epoch_s for s in starts]}},
                out / "checkpoint_final.pth")
     if hypera:
@@ -62,6 +65,11 @@ def make_fold(root: Path, trainer: str, fold: int, dices: list[tuple[float, floa
         lines.append(dict(lines[1], multipliers={"lr": 9.0, "aug_prob": 1.0}))  # a resumed run repeats epoch 1
         (out / "hypera" / "decisions.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     if agents is not None:
+        seed = {} if hypera_seed is None else {"hypera_seed": hypera_seed}
         (out / "hypera" / "config.json").write_text(json.dumps({"trainer": trainer, "config": {}, "agents": agents,
-                                                                "knobs": ["lr"]}))
+                                                                "knobs": ["lr"], **seed}))
+    elif hypera_seed is not None:  # what SeededTraining saves beside checkpoint_final (epoch n)
+        (out / "hypera").mkdir(exist_ok=True)
+        torch.save({"rng": {"seed": hypera_seed, "torch": torch.get_rng_state()}},
+                   out / "hypera" / f"checkpoint_final.e{n:05d}.pt")
     return out

@@ -34,7 +34,9 @@ def run(hippo, tmp_path_factory):
     first = bench(args, env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     splits = json.loads((data_root / "pre" / name / "splits_final.json").read_text())
-    return {"env": env, "out": out, "args": args, "first": first, "results": root / "results" / name,
+    # seeded by default (HYPERA_SEED=0): the runs live in hypera_seeded/seed0
+    return {"env": env, "out": out, "args": args, "first": first,
+            "results": root / "results" / "hypera_seeded" / "seed0" / name,
             "n_val": len(splits[0]["val"]) + len(splits[1]["val"])}
 
 
@@ -75,6 +77,14 @@ def test_benchmark_trains_collects_and_reports_real_nnunet_folds(run):
     # the agents' hooks were timed in HyperaTrainer's decision log
     assert res["per_trainer"][hyp]["overhead"]["all"]["overhead_s"] > 0
     assert res["per_trainer"][base]["overhead"]["all"] is None
+    # both trainers were seeded, as their own files record it, and paired on it
+    assert meta["seeding"]["seeded"] and meta["seeding"]["variable"] == "HYPERA_SEED"
+    for t in TRAINERS:
+        assert res["per_trainer"][t]["hypera_seed"] == {"seed0_fold0": 0, "seed0_fold1": 0}
+    assert pr["run_seeds"] == {"seed0_fold0": 0, "seed0_fold1": 0} and pr["run_level_fg_dice"]["n"] == 2
+    assert res["nsd_definition"].startswith("surfel-area NSD")
+    assert all(r["HYPERA_SEED"] == "0" and r["cpu_s"] > 0 for r in runs)
+    assert all(v > 0 for v in res["per_trainer"][base]["cpu_s"]["per_run"].values())
     report = (out / "report.md").read_text()
     assert base in report and hyp in report and "Wilcoxon" in report
     assert list(out.glob("*.png"))

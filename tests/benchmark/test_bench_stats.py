@@ -7,7 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from hypera_nnunet.benchmark.stats import bootstrap_ci, mean_sd, paired_test
+from hypera_nnunet.benchmark.stats import (
+    bootstrap_ci,
+    mean_sd,
+    min_detectable_difference,
+    paired_t_test,
+    paired_test,
+    power_table,
+    sign_flip_test,
+    t_test_power,
+)
 from hypera_nnunet.benchmark.surface import surface, surface_metrics
 
 
@@ -95,3 +104,71 @@ def test_surface_metrics_identical_shifted_and_empty():
     assert math.isnan(hd) and nsd == 0.0
     hd, nsd = surface_metrics(empty, empty, (1.0, 1.0, 1.0))
     assert math.isnan(hd) and math.isnan(nsd)
+
+
+def test_sign_flip_test_exact_on_hand_made_differences():
+    # five positive differences: only the all-plus and all-minus sign vectors reach |sum| = 15: 2 of 32
+    assert sign_flip_test([1, 2, 3, 4, 5]) == (pytest.approx(2 / 32), True)
+    assert sign_flip_test([0.1] * 5) == (pytest.approx(2 / 32), True)  # equal sums up to rounding are ties
+    # [2, 2, -1]: observed |sum| 3; the 8 sums of ±2 ±2 ±1 are ±5, ±3, ±1, ±1: 4 reach 3 (a tie at 3 counts)
+    assert sign_flip_test([2, 2, -1]) == (pytest.approx(4 / 8), True)
+    # [1, 1, 2]: sums ±4, ±2, ±2, 0, 0: 2 of 8 reach 4
+    assert sign_flip_test([1, 1, 2])[0] == pytest.approx(2 / 8)
+    # a zero difference flips to itself: [1, 0] gives sums 1, 1, -1, -1, all reaching 1
+    assert sign_flip_test([1, 0])[0] == 1.0 and sign_flip_test([0, 0, 0])[0] == 1.0
+    assert math.isnan(sign_flip_test([])[0])
+    # the same differences with their sign flipped: the two-sided p is the same
+    assert sign_flip_test([-2, -2, 1])[0] == pytest.approx(0.5)
+
+
+def test_sign_flip_test_monte_carlo_above_16_pairs_is_seeded():
+    # 20 equal differences: only 2 of 2^20 sign vectors reach |sum| = 20, so 10,000 draws of seed 0 find none
+    # and p = (1 + 0) / (1 + 10000)
+    assert sign_flip_test([1.0] * 20, n_draws=10_000, seed=0) == (pytest.approx(1 / 10_001), False)
+    d = np.linspace(-0.5, 1.0, 17)
+    exact, _ = sign_flip_test(d, exact_max_n=17)
+    mc, is_exact = sign_flip_test(d, n_draws=100_000, seed=3)
+    assert not is_exact and mc == sign_flip_test(d, n_draws=100_000, seed=3)[0]
+    assert mc == pytest.approx(exact, abs=4 * math.sqrt(exact * (1 - exact) / 100_000))
+
+
+def test_paired_t_test_against_a_hand_computation():
+    # [1..5]: mean 3, sd sqrt(2.5), t = 3 / (sqrt(2.5) / sqrt(5)) = 3 sqrt(2), df 4; Student's t with 4 degrees
+    # of freedom has the closed-form CDF F(t) = 1/2 + (3/4) u (1 - u^2 / 3), u = t / sqrt(4 + t^2)
+    t, p = paired_t_test([1, 2, 3, 4, 5])
+    assert t == pytest.approx(3 * math.sqrt(2))
+    u = t / math.sqrt(4 + t * t)
+    assert p == pytest.approx(2 * (1 - (0.5 + 0.75 * u * (1 - u * u / 3))), rel=1e-12)
+    assert p == pytest.approx(0.0132356, abs=1e-7) and p < 0.05  # where sign-flip and Wilcoxon stop at 0.0625
+    assert all(math.isnan(x) for x in paired_t_test([0.3, 0.3, 0.3]))
+    assert all(math.isnan(x) for x in paired_t_test([0.3]))
+
+
+def test_power_table_smallest_detectable_difference():
+    from scipy.stats import nct
+    from scipy.stats import t as t_dist
+
+    # G*Power's classic: a one-sample / paired t-test needs 34 pairs for effect size 0.5 (alpha 0.05, power 0.8)
+    assert min_detectable_difference(1.0, 34) < 0.5 < min_detectable_difference(1.0, 33)
+    # the figure: at sd 0.29, a 0.05 difference takes about 267 runs
+    assert min_detectable_difference(0.29, 267) == pytest.approx(0.05, abs=2e-4)
+    # each entry solves the power equation, checked with scipy's noncentral t directly
+    table = power_table(0.29)
+    assert list(table) == [5, 10, 15]
+    for n, delta in table.items():
+        crit = t_dist.ppf(0.975, n - 1)
+        nc = delta / 0.29 * math.sqrt(n)
+        assert nct.sf(crit, n - 1, nc) + nct.cdf(-crit, n - 1, nc) == pytest.approx(0.8, abs=1e-9)
+    assert table[5] == pytest.approx(0.29 * 1.681997, abs=1e-6)  # effect size 1.682 with 5 pairs
+    assert table[15] == pytest.approx(0.29 * 0.778023, abs=1e-6)
+    assert min_detectable_difference(0.58, 10) == pytest.approx(2 * table[10])  # linear in sd
+    assert t_test_power(0.0, 10) == pytest.approx(0.05)  # no effect: power = alpha
+    assert math.isnan(min_detectable_difference(math.nan, 5)) and math.isnan(min_detectable_difference(1.0, 1))
+
+
+def test_paired_test_carries_sign_flip_and_t_test():
+    r = paired_test([0.0] * 5, [1, 2, 3, 4, 5], n_boot=200, seed=0)
+    assert r.sign_flip_p == pytest.approx(2 / 32) and r.sign_flip_exact
+    assert r.t_stat == pytest.approx(3 * math.sqrt(2)) and r.t_p == pytest.approx(0.0132356, abs=1e-7)
+    assert r.sd_diff == pytest.approx(math.sqrt(2.5))
+    assert r.wilcoxon_p == pytest.approx(2 / 32)  # Wilcoxon's floor at n = 5

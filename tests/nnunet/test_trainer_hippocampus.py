@@ -62,7 +62,7 @@ def test_resume_with_c_continues_with_identical_agent_state(trained):
     damaged = list((fold / "hypera").glob("decisions.damaged-*.jsonl"))  # the torn line, moved aside and named
     assert len(damaged) == 1 and damaged[0].read_bytes() == b'{"epoch": 2, "val\n'
     log = "".join(p.read_text() for p in fold.glob("training_log_*.txt"))
-    assert "is damaged (line 3: not JSON (torn line?)); kept the records of epochs 0-1 and moved" in log
+    assert "is damaged (line 3: not JSON (torn line?)); kept its first 2 records and moved" in log
     for agent, st in lines[2]["agent_state"].items():
         assert st["buffer"] == lines[1]["agent_state"][agent]["buffer"] + 1
         assert st["decisions"] > lines[1]["agent_state"][agent]["decisions"]

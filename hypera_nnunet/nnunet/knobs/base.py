@@ -3,8 +3,8 @@
 A knob detects itself on a trainer (after ``initialize`` and dataloader creation), remembers nnU-Net's
 value as its base, applies a log-multiplier (``x = 0`` is nnU-Net's own value) and returns the one
 really executed (after rounding, clipping or a skipped rebuild), and reports the real value for the
-decision log. Knobs are registered by name in :data:`KNOBS`; the registration order is the order of
-the knob features in the agents' state vector, so it is permanent (a saved policy depends on it).
+decision log. Knobs are registered by name in :data:`KNOBS`; a knob's ``position`` is its place among
+the knob features of the agents' state vector, so it is permanent (a saved policy depends on it).
 """
 
 from __future__ import annotations

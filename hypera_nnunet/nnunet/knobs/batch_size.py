@@ -29,7 +29,8 @@ class BatchSize(Knob):
         return True
 
     def apply(self, trainer, x: float) -> float:
-        bs = int(np.clip(round(self.base * math.exp(x)), self.lo, self.hi))
+        # x = 0 is nnU-Net's batch size, whatever the agent's bounds
+        bs = self.base if x == 0.0 else int(np.clip(round(self.base * math.exp(x)), self.lo, self.hi))
         if bs != trainer.batch_size:
             trainer.batch_size = bs
             rebuild_dataloaders(trainer, "batch_size")
