@@ -239,7 +239,7 @@ def test_bad_settings_name_the_file_the_key_the_value_and_the_range(tmp_path, va
     ("learning: {gamma: .nan}\n", "'learning.gamma' must be a number in [0, 1), got nan"),
     ("agents: [learning_rate]\nlearning: {gradient_steps: 4}\n1: 2\n",
      "unknown setting(s) '1'; known: agents, exploration, learning, pause_after_epochs, pause_after_minutes, "
-     "safeguards, save_every, seed, shadow, strategy, transfer"),
+     "safeguards, save_every, seed, shadow, strategy, tensorboard, transfer"),
 ])
 def test_bad_yaml_shapes_are_one_line_naming_the_file(tmp_path, text, message):
     p = _file(tmp_path, text, "bad.yaml")
