@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 
 from hypera_nnunet.errors import HyperaError
+from hypera_nnunet.refine.metrics import DEFAULT_NSD_TOLERANCE_MM
 from hypera_nnunet.report.html import Page, fmt, require_plotly
 
 ALPHA = 0.05
@@ -84,19 +85,27 @@ def run_level_rows(results: dict) -> list[list]:
         rl = pr.get("run_level_fg_dice") or {}
         n = rl.get("n") or 0
         diffs = pr.get("per_fold_fg_dice_diff") or {}
-        rows.append([pr.get("direction", name), n, rl.get("mean_diff"), _ci(rl), _p(rl.get("wilcoxon_p")),
+        rows.append([pr.get("direction", name), n, rl.get("mean_diff"), _ci(rl), _p(rl.get("sign_flip_p")),
+                     _p(rl.get("t_p")), _p(rl.get("wilcoxon_p")),
                      f"{rl.get('wins', 0)} / {rl.get('losses', 0)}", f"{2 / 2 ** n:.3g}" if n else "n/a",
                      ", ".join(f"{k} {v:+.4f}" for k, v in diffs.items() if v is not None) or "none"])
     return rows
 
 
 def power_rows(results: dict) -> list[list]:
+    """The harness's own power table (noncentral t, ``paired.<t>.power`` in results.json) where it has one;
+    otherwise :func:`smallest_detectable` (the normal-shift approximation) from the per-run differences."""
     rows = []
     for name, pr in results["paired"].items():
         diffs = [v for v in (pr.get("per_fold_fg_dice_diff") or {}).values() if v is not None]
         sd = _sd(diffs)
+        table = (pr.get("power") or {}).get("min_detectable_difference") or {}
+        if table:
+            cells = [table.get(str(n), table.get(n, "n/a")) for n in POWER_PAIRS]
+        else:
+            cells = [smallest_detectable(sd, n) if math.isfinite(sd) else "n/a" for n in POWER_PAIRS]
         rows.append([pr.get("direction", name), len(diffs), sd if math.isfinite(sd) else "n/a (needs 2 runs)"]
-                    + [smallest_detectable(sd, n) if math.isfinite(sd) else "n/a" for n in POWER_PAIRS])
+                    + [c if c is None or not isinstance(c, float) or math.isfinite(c) else "n/a" for c in cells])
     return rows
 
 
@@ -151,10 +160,14 @@ def build_page(results: dict, folder: Path) -> Page:
 
     page.heading("Run level: mean foreground Dice per training run, paired")
     page.note("One value per training run (seed x fold), the unit of replication. Difference = candidate minus "
-              "baseline; 95% bootstrap CI; Wilcoxon signed-rank p (two-sided), whose smallest possible value with "
-              "n runs is 2 / 2^n.")
-    page.table(["comparison", "runs", "mean diff", "95% CI", "Wilcoxon p", "better / worse", "smallest possible p",
-                "per run"], run_level_rows(results), name="run_level")
+              "baseline; 95% bootstrap CI; the sign-flip permutation p (two-sided, the primary test), the paired "
+              "t-test p and the Wilcoxon signed-rank p; the sign-flip and Wilcoxon p cannot fall below 2 / 2^n "
+              "with n runs.")
+    page.table(["comparison", "runs", "mean diff", "95% CI", "sign-flip p", "t-test p", "Wilcoxon p",
+                "better / worse", "smallest possible p", "per run"], run_level_rows(results), name="run_level")
+    for name, pr in results["paired"].items():
+        if pr.get("refused"):
+            page.note(f"Not paired: {pr.get('direction', name)}: {pr['refused']}")
 
     page.heading("Per class")
     page.table(["trainer", "runs"] + [f"Dice {lab[k]}" for k in lab] + ["Dice fg mean"],
@@ -165,7 +178,8 @@ def build_page(results: dict, folder: Path) -> Page:
                [[t] + [_ms((pt.get("hd95") or {}).get(k), 2) for k in lab] + [_ms((pt.get("nsd") or {}).get(k))
                                                                               for k in lab]
                 for t, pt in results["per_trainer"].items()],
-               caption=f"HD95 and NSD at {results.get('nsd_tolerance_mm', 1.0):g} mm (mean ± sd over runs)",
+               caption=f"HD95 and NSD at {results.get('nsd_tolerance_mm', DEFAULT_NSD_TOLERANCE_MM):g} mm "
+                       f"({results.get('nsd_definition', 'NSD definition not recorded')}; mean ± sd over runs)",
                name="surface_per_class")
     page.note("Case-level tables: differences per validation case within runs. Cases of one run share one trained "
               "model, so these p-values ignore run-to-run variance and overstate the evidence; the run-level table "
@@ -202,9 +216,9 @@ def build_page(results: dict, folder: Path) -> Page:
 
     page.heading("Power: the smallest difference these runs could detect")
     page.note(f"Smallest detectable mean difference in foreground Dice per run with n paired runs, at the measured "
-              f"sd of the paired run-level differences; two-sided alpha {ALPHA}, power {POWER}, paired t "
-              f"approximation: delta = (t(1 - alpha/2, n - 1) + t(power, n - 1)) × sd / √n, t(q, df) the quantile "
-              f"of Student's t.")
+              f"sd of the paired run-level differences; two-sided alpha {ALPHA}, power {POWER}: the harness's "
+              f"noncentral-t table where results.json has one, else the paired t approximation "
+              f"delta = (t(1 - alpha/2, n - 1) + t(power, n - 1)) × sd / √n, t(q, df) the quantile of Student's t.")
     page.table(["comparison", "runs measured", "sd of differences"] + [f"{n} pairs" for n in POWER_PAIRS],
                power_rows(results), name="power")
     return page

@@ -124,9 +124,9 @@ def test_power_formula_against_table_quantiles():
 def test_benchmark_tables_run_level_first_then_per_class_then_curves_and_power(bench):
     res = read_results(bench)
     (row,) = run_level_rows(res)
-    assert row[:7] == [f"{CAND} minus nnUNetTrainer_6epochs", 3, 0.01, "[-0.0200, 0.0400]", "0.7500", "2 / 1",
-                       "0.25"]
-    assert row[7] == "seed0_fold0 +0.0100, seed0_fold1 -0.0200, seed1_fold0 +0.0400"
+    assert row[:9] == [f"{CAND} minus nnUNetTrainer_6epochs", 3, 0.01, "[-0.0200, 0.0400]", "n/a", "n/a", "0.7500",
+                       "2 / 1", "0.25"]
+    assert row[9] == "seed0_fold0 +0.0100, seed0_fold1 -0.0200, seed1_fold0 +0.0400"
     (p,) = power_rows(res)
     assert p[1] == 3 and p[2] == pytest.approx(0.03)
     assert p[3:] == pytest.approx([smallest_detectable(0.03, n) for n in (5, 10, 15)])
@@ -138,6 +138,20 @@ def test_benchmark_tables_run_level_first_then_per_class_then_curves_and_power(b
     assert "<title>Benchmark: Dataset904_Hippocampus 3d_fullres, protocol cpu-v2</title>" in text
     assert "delta = (t(1 - alpha/2, n - 1) + t(power, n - 1)) × sd / √n" in text
     assert sum(RUN_DIFFS) / 3 == pytest.approx(0.01)
+
+
+def test_benchmark_tables_read_the_harness_statistics_when_results_have_them(bench):
+    """results.json of the current harness carries sign-flip and t p-values and a noncentral-t power table."""
+    res = read_results(bench)
+    pr = res["paired"][CAND]
+    pr["run_level_fg_dice"].update(sign_flip_p=0.25, t_p=0.61)
+    pr["power"] = {"min_detectable_difference": {"5": 0.0612, "10": 0.0301, "15": 0.0231}}
+    pr["refused"] = "seed1_fold0: baseline seeded 1, candidate unseeded"
+    (row,) = run_level_rows(res)
+    assert row[4:7] == ["0.2500", "0.6100", "0.7500"]
+    (p,) = power_rows(res)
+    assert p[3:] == [0.0612, 0.0301, 0.0231]
+    assert "Not paired: " + f"{CAND} minus nnUNetTrainer_6epochs: seed1_fold0" in benchmark_page(res, bench).render()
 
 
 def test_benchmark_curves_put_both_arms_on_one_axis(bench):
