@@ -172,10 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     from hypera_nnunet.benchmark.cli import register as register_benchmark
     from hypera_nnunet.refine.cli import register as register_refine
     from hypera_nnunet.report.cli import register as register_report
+    from hypera_nnunet.search.cli import register as register_search
 
     register_refine(sub)
     register_benchmark(sub)
     register_report(sub)
+    register_search(sub)
     return p
 
 

@@ -289,6 +289,51 @@ class LearningConfig:
 
 
 @dataclass(frozen=True)
+class NNUNetSettings:
+    """nnU-Net's own hyperparameters for one run; null keeps nnU-Net's value (its plans, its trainer).
+
+    The search (``hypera-nnunet search``) writes one such section per trial; ``nnUNetTrainerConfigured`` (nnU-Net
+    without agents) and every HYPERA trainer read it from ``$HYPERA_CONFIG``. HYPERA's knobs act on these values as
+    they act on nnU-Net's (a knob's multiplier 1 is this section's value).
+
+    Attributes:
+        initial_lr: SGD's initial learning rate (nnU-Net: 1e-2), the start of the poly schedule.
+        weight_decay: SGD's weight decay (nnU-Net: 3e-5).
+        momentum: SGD's momentum in [0, 1) (nnU-Net: 0.99, Nesterov).
+        ce_weight, dice_weight: the weights of cross-entropy and Dice in nnU-Net's ``DC_and_CE_loss`` (1 and 1).
+        aug_prob: multiplies every augmentation's probability (1: nnU-Net's pipeline).
+        aug_strength: scales the augmentations' ranges towards identity (< 1) or beyond nnU-Net's (> 1).
+        batch_size: replaces the plans' batch size.
+        epochs: epochs this run trains (replaces the trainer's ``num_epochs``; the search's fidelity).
+        iterations: training iterations per epoch (nnU-Net: 250; validation iterations become
+            ``max(2, iterations // 5)``, nnU-Net's 250:50 ratio).
+        schedule_epochs: epochs the poly learning-rate schedule spans (at least ``epochs``; null: ``epochs``). The
+            search pins it to its largest budget, so that a short trial is a prefix of a long one and a promoted
+            trial continues from its checkpoint (as Auto-nnU-Net does).
+    """
+
+    initial_lr: float | None = setting(None, Rule("number", gt=0, optional=True))
+    weight_decay: float | None = setting(None, Rule("number", ge=0, optional=True))
+    momentum: float | None = setting(None, Rule("number", ge=0, lt=1, optional=True))
+    ce_weight: float | None = setting(None, Rule("number", ge=0, optional=True))
+    dice_weight: float | None = setting(None, Rule("number", ge=0, optional=True))
+    aug_prob: float | None = setting(None, Rule("number", ge=0, optional=True))
+    aug_strength: float | None = setting(None, Rule("number", gt=0, optional=True))
+    batch_size: int | None = setting(None, Rule("int", ge=1, optional=True))
+    epochs: int | None = setting(None, Rule("int", ge=1, optional=True))
+    iterations: int | None = setting(None, Rule("int", ge=1, optional=True))
+    schedule_epochs: int | None = setting(None, Rule("int", ge=1, optional=True))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.ce_weight == 0 and self.dice_weight == 0:
+            raise SettingError("dice_weight", 0, "a positive number when ce_weight is 0 (no loss left)")
+        if self.epochs is not None and self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
+            raise SettingError("schedule_epochs", self.schedule_epochs, f"at least epochs ({self.epochs}): the "
+                               "poly schedule reaches 0 at schedule_epochs")
+
+
+@dataclass(frozen=True)
 class TransferConfig:
     """Start from policies saved by an earlier run (``fold_X/hypera/policies.pt``).
 
@@ -352,6 +397,7 @@ class HyperaConfig:
             minutes (None: no budget).
         tensorboard: also write each epoch's knob multipliers, rewards, trust and pseudo-Dice as TensorBoard
             scalars to ``fold_X/hypera/tensorboard`` (needs ``pip install 'hypera-nnunet[tensorboard]'``).
+        nnunet: nnU-Net's own hyperparameters (:class:`NNUNetSettings`; all null: nnU-Net's).
         safeguards, exploration, learning, transfer: the sections above.
     """
 
@@ -367,11 +413,12 @@ class HyperaConfig:
     exploration: ExplorationConfig = ExplorationConfig()
     learning: LearningConfig = LearningConfig()
     transfer: TransferConfig = TransferConfig()
+    nnunet: NNUNetSettings = NNUNetSettings()
 
     def __post_init__(self) -> None:
         check_fields(self)
         for name, cls in (("safeguards", SafeguardConfig), ("exploration", ExplorationConfig),
-                          ("learning", LearningConfig), ("transfer", TransferConfig)):
+                          ("learning", LearningConfig), ("transfer", TransferConfig), ("nnunet", NNUNetSettings)):
             _section(self, name, cls)
         if _registry is not None:
             names = _registry.strategy_names()

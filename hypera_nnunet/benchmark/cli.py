@@ -40,13 +40,19 @@ from hypera_nnunet.benchmark.runner import Job, display_name, results_root_for_s
 from hypera_nnunet.common.atomic_io import atomic_write_json, atomic_write_text
 from hypera_nnunet.common.locks import FolderLock
 from hypera_nnunet.errors import HyperaError
-from hypera_nnunet.nnunet.variant_table import SEEDABLE_BASELINE, hypera_variant_of, is_hypera_name
+from hypera_nnunet.nnunet.variant_table import (
+    SEEDABLE_BASELINE,
+    hypera_variant_of,
+    is_hypera_name,
+    reads_config_file,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", "--dataset", required=True,
                    help="nnU-Net dataset id or name (e.g. 4 or Dataset004_Hippocampus)")
-    p.add_argument("-c", "--configuration", default="3d_fullres", help="nnU-Net configuration (default 3d_fullres)")
+    p.add_argument("-c", "--configuration", default=None,
+                   help="nnU-Net configuration (default: the protocol's: 2d for cpu-v3, else 3d_fullres)")
     p.add_argument("--protocol", default="cpu-v2", choices=sorted(PROTOCOLS),
                    help="fixed plans + budget + concurrency (docs/benchmark_protocol.md); default cpu-v2")
     p.add_argument("-tr", "--trainers", nargs="+", default=["nnUNetTrainer", "HyperaTrainer"],
@@ -159,14 +165,14 @@ def _seed_config_file(trainer: str, seed: int, out_dir: Path, config: Path | Non
     as the trainer will read it (merged onto the variant) before anything runs."""
     from hypera_nnunet.config import read_config_file, run_config
 
-    if not _is_hypera(trainer) or (seed == 0 and config is None):
+    if not reads_config_file(trainer) or (seed == 0 and config is None):
         return None
     if seed == 0:
         return config
     values = read_config_file(config) if config is not None else {}
     path = Path(out_dir) / "configs" / f"{display_name(trainer, variant)}_seed{seed}.json"
     atomic_write_json(path, {**values, "seed": seed})
-    run_config(trainer, path)
+    run_config(trainer if _is_hypera(trainer) else "HyperaTrainer", path)
     return path
 
 
@@ -204,6 +210,8 @@ def run(args) -> int:
 
     folders = require_nnunet_folders()
     proto = get_protocol(args.protocol).with_budget(args.epochs, args.iters)
+    if args.configuration is None:
+        args.configuration = proto.configuration
     plans = args.plans or proto.plans
     device = args.device or proto.device
     concurrency = args.concurrency or proto.concurrency
@@ -221,13 +229,14 @@ def run(args) -> int:
         if n != SEEDABLE_BASELINE and not known_trainer(n):
             raise HyperaError(f"unknown trainer '{n}' (from --trainers and protocol '{proto.name}'): neither nnU-Net "
                               "nor HYPERA defines it (`hypera-nnunet trainers` lists HYPERA's).")
-        if variant and not _is_hypera(n):
-            raise HyperaError(f"--trainers '{n}:…': only HYPERA trainers read a HYPERA config file.")
+        if variant and not reads_config_file(n):
+            raise HyperaError(f"--trainers '{n}:…': only HYPERA trainers and nnUNetTrainerConfigured read a HYPERA "
+                              "config file.")
     from hypera_nnunet.config import CONFIG_ENV, run_config, variant_config
 
     for n, _, cfg in runs:  # each HYPERA run's configuration as its trainer will read it (a file merged onto it)
         if cfg is not None:
-            run_config(n, cfg)
+            run_config(n if _is_hypera(n) else "HyperaTrainer", cfg)  # Configured: the same file format
         elif _is_hypera(n):
             variant_config(n)
     seeded = not args.unseeded

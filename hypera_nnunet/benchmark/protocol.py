@@ -8,6 +8,8 @@ layout, so changing the budget of a protocol would silently mix runs. Add a new 
   at a time. Measured cost and the reasons for the choice are in ``docs/benchmark_protocol.md``.
 * ``cpu-v2``: the same plans, ``<Trainer>_50epochs_25iters`` (1250 steps). Replaces ``cpu``, whose 500
   steps left folds in nnU-Net's all-background phase (Dice 0). About 5.5 minutes per training unshared.
+* ``cpu-v3``: the ``2d`` configuration (batch 24, half the features), ``<Trainer>_50epochs_25iters``,
+  seeded; calibrated with nnU-Net's own trainer before any HYPERA run (``docs/benchmark_protocol.md``).
 * ``gpu``: nnU-Net's own plans on one GPU, ``<Trainer>_20epochs_50iters``, several trainings sharing
   the GPU at once, for the lent GPU machine (10 minutes per command: the harness resumes with ``--c``).
 * ``gpu-full``: nnU-Net's own plans and its full budget (plain ``nnUNetTrainer`` / ``HyperaTrainer``:
@@ -30,6 +32,7 @@ class ReducedPlans:
     name: str = "hyperaCPUPlans"
     batch_size: int = 2
     feature_divisor: int = 4
+    configuration: str = "3d_fullres"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class Protocol:
     reduced_plans: ReducedPlans | None = None
     description: str = ""
     predict_env: tuple[tuple[str, str], ...] = field(default=())
+    configuration: str = "3d_fullres"  # the nnU-Net configuration the protocol was calibrated on (-c's default)
+    #: pre-registered convergence rule of a calibrated protocol: per-class and mean foreground validation Dice
+    converged_class_dice: float | None = None
+    converged_mean_dice: float | None = None
 
     def trainer_name(self, base: str) -> str:
         """The registered trainer that runs ``base`` at this protocol's budget.
@@ -76,7 +83,8 @@ class Protocol:
                 "val_iters": None if self.iters is None else max(2, self.iters // 5), "device": self.device,
                 "concurrency": self.concurrency, "env": dict(self.env),
                 "reduced_plans": None if self.reduced_plans is None else vars(self.reduced_plans),
-                "description": self.description}
+                "configuration": self.configuration, "converged_class_dice": self.converged_class_dice,
+                "converged_mean_dice": self.converged_mean_dice, "description": self.description}
 
 
 _CPU_ENV = tuple(CPU_ENV.items())
@@ -93,6 +101,14 @@ PROTOCOLS: dict[str, Protocol] = {
         description="2-core CPU, unshared: hyperaCPUPlans (nnU-Net's patch size, batch 2, features/4), 50 epochs x "
                     "25 iterations (1250 training steps, +5 validation iterations per epoch), one training at a "
                     "time (two at once are 5x slower per step: nnU-Net sets torch to all cores on CPU)."),
+    "cpu-v3": Protocol(
+        name="cpu-v3", plans="hyperaCPU2dB24Plans", epochs=50, iters=25, device="cpu", concurrency=1, env=_CPU_ENV,
+        reduced_plans=ReducedPlans(name="hyperaCPU2dB24Plans", batch_size=24, feature_divisor=2, configuration="2d"),
+        configuration="2d", converged_class_dice=0.70, converged_mean_dice=0.75,
+        description="2-core CPU, unshared, calibrated before any HYPERA run: the 2d configuration with "
+                    "hyperaCPU2dB24Plans (nnU-Net's 2d patch size, batch 24, features/2), 50 epochs x 25 iterations "
+                    "(1250 training steps), seeded; converged = every foreground class >= 0.70 and mean >= 0.75 "
+                    "validation Dice (docs/benchmark_protocol.md)."),
     "gpu": Protocol(
         name="gpu", plans="nnUNetPlans", epochs=20, iters=50, device="cuda", concurrency=10,
         env=(("nnUNet_n_proc_DA", "1"), ("nnUNet_def_n_proc", "1")),

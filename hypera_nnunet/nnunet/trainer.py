@@ -32,6 +32,7 @@ from hypera_nnunet.control.safeguards import RollbackGuard
 from hypera_nnunet.errors import ConfigError, HyperaError, exit_with_error
 from hypera_nnunet.nnunet import checkpoint as ckpt
 from hypera_nnunet.nnunet.ddp import broadcast_from_rank0
+from hypera_nnunet.nnunet.hyperparameters import EpochRecord, NNUNetHyperparameters
 from hypera_nnunet.nnunet.knobs import NNUNetKnobs
 from hypera_nnunet.nnunet.pause import PauseBudget
 from hypera_nnunet.nnunet.pipeline import scale_transforms
@@ -54,7 +55,7 @@ def _check_knobs(config) -> None:
             raise ConfigError(f"agent '{name}' names unknown knob(s) {unknown}; registered knobs: {', '.join(KNOBS)}")
 
 
-class HyperaTrainer(SeededTraining, nnUNetTrainer):
+class HyperaTrainer(NNUNetHyperparameters, EpochRecord, SeededTraining, nnUNetTrainer):
     """nnU-Net with all six HYPERA agents (learning rate, loss weights, batch size, augmentation,
     regularization, optimizer) under one coordinator."""
 
@@ -84,6 +85,10 @@ class HyperaTrainer(SeededTraining, nnUNetTrainer):
         local = self.logger.local_logger
         self.logger.local_logger = HyperaLocalLogger(local.verbose)
         self.logger.local_logger.my_fantastic_logging = local.my_fantastic_logging
+
+    def nnunet_settings(self):
+        """nnU-Net's own hyperparameters from the configuration's ``nnunet:`` section (null: nnU-Net's)."""
+        return self.hypera.nnunet
 
     @property
     def hypera_dir(self) -> Path:

@@ -26,10 +26,11 @@ from hypera_nnunet.nnunet.variants import (  # noqa: F401 (the names nnU-Net loo
     HyperaTrainer_Shadow,
     HyperaTrainer_WarmStart,
     budget_class,
+    nnUNetTrainerConfigured,
     nnUNetTrainerSeedable,
 )
 
-__all__ = [*CLASSES, "nnUNetTrainerSeedable"]
+__all__ = [*CLASSES, "nnUNetTrainerSeedable", "nnUNetTrainerConfigured"]
 
 
 def __getattr__(name: str):

@@ -18,6 +18,8 @@ ALL_AGENTS = ("learning_rate", "loss", "batch_size", "augmentation", "regulariza
 TRANSFER_ENV = "HYPERA_TRANSFER"
 BASELINE = "nnUNetTrainer"
 SEEDABLE_BASELINE = "nnUNetTrainerSeedable"  # nnU-Net's trainer at its full budget, seeded with $HYPERA_SEED
+#: nnU-Net's trainer (no agents) with the nnunet: section of $HYPERA_CONFIG: a search's trials, its export
+CONFIGURED_BASELINE = "nnUNetTrainerConfigured"
 #: HyperaTrainer's configuration (on top of the settings' defaults): all six agents.
 BASE_CONFIG: dict = {"agents": list(ALL_AGENTS)}
 
@@ -68,7 +70,16 @@ def hypera_variant_of(name: str) -> str | None:
 def is_hypera_name(name: str) -> bool:
     """Whether this package defines a trainer of this name (a HYPERA variant, a budget of one, or a
     ``nnUNetTrainer_<E>epochs_<I>iters`` baseline), answered without importing torch or nnU-Net."""
-    if hypera_variant_of(name) is not None or name == SEEDABLE_BASELINE:
+    if hypera_variant_of(name) is not None or name in (SEEDABLE_BASELINE, CONFIGURED_BASELINE):
         return True
     b = parse_budget(name)
-    return b is not None and b.base == BASELINE and b.iters is not None
+    return b is not None and ((b.base == BASELINE and b.iters is not None) or b.base == CONFIGURED_BASELINE)
+
+
+def reads_config_file(name: str) -> bool:
+    """Whether a trainer of this name reads ``$HYPERA_CONFIG`` (a HYPERA variant, or nnUNetTrainerConfigured and
+    its budgets), answered without importing torch or nnU-Net."""
+    if hypera_variant_of(name) is not None or name == CONFIGURED_BASELINE:
+        return True
+    b = parse_budget(name)
+    return b is not None and b.base == CONFIGURED_BASELINE

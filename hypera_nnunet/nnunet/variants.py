@@ -14,10 +14,12 @@ from __future__ import annotations
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from hypera_nnunet.errors import HyperaError, exit_with_error
 from hypera_nnunet.nnunet.budget import parse_budget, val_iterations
+from hypera_nnunet.nnunet.hyperparameters import EpochRecord, NNUNetHyperparameters
 from hypera_nnunet.nnunet.seeding import SeededTraining
 from hypera_nnunet.nnunet.trainer import HyperaTrainer
-from hypera_nnunet.nnunet.variant_table import BASELINE, VARIANTS
+from hypera_nnunet.nnunet.variant_table import BASELINE, CONFIGURED_BASELINE, VARIANTS
 
 PUBLIC_MODULE = "hypera_nnunet.nnunet.trainers"  # where the classes are found and pickled
 
@@ -25,6 +27,28 @@ PUBLIC_MODULE = "hypera_nnunet.nnunet.trainers"  # where the classes are found a
 class nnUNetTrainerSeedable(SeededTraining, nnUNetTrainer):
     """nnU-Net's trainer, unchanged unless ``$HYPERA_SEED`` is set: then seeded, with atomic checkpoints that
     carry the generators' states (the base of the ``nnUNetTrainer_<E>epochs_<I>iters`` baselines)."""
+
+
+class nnUNetTrainerConfigured(NNUNetHyperparameters, EpochRecord, SeededTraining, nnUNetTrainer):
+    """nnU-Net's trainer without agents, with nnU-Net's hyperparameters from the ``nnunet:`` section of
+    ``$HYPERA_CONFIG`` (and its ``save_every``), seeded by ``$HYPERA_SEED``; the trainer of a search's trials
+    (``hypera-nnunet search``) and of the configuration a search exports. Without the variable: nnU-Net's values."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        from hypera_nnunet.config import run_config
+
+        try:  # the whole file is checked, before any data is loaded; only nnunet and save_every act here
+            cfg = run_config("HyperaTrainer")
+        except HyperaError as e:
+            exit_with_error(e)
+        self._configured = cfg.nnunet
+        if cfg.save_every:
+            self.save_every = int(cfg.save_every)
+
+    def nnunet_settings(self):
+        return self._configured
 
 
 class HyperaTrainer_LR(HyperaTrainer):
@@ -93,6 +117,7 @@ for _name, _cls in CLASSES.items():
     _cls.__doc__ = VARIANTS[_name].doc
     _cls.__module__ = PUBLIC_MODULE
 nnUNetTrainerSeedable.__module__ = PUBLIC_MODULE
+nnUNetTrainerConfigured.__module__ = PUBLIC_MODULE
 
 _BUDGETS: dict[str, type] = {}
 
@@ -108,6 +133,8 @@ def budget_class(name: str) -> type | None:
         base = CLASSES[b.base]
     elif b.base == BASELINE and b.iters is not None:  # nnUNetTrainer_<E>epochs are nnU-Net's own
         base = nnUNetTrainerSeedable
+    elif b.base == CONFIGURED_BASELINE:
+        base = nnUNetTrainerConfigured
     else:
         return None
     epochs, iters = b.epochs, b.iters

@@ -1,9 +1,9 @@
-"""Search studies: recognised, not reported yet.
+"""The report of a search study folder (``hypera-nnunet search``): history, parallel coordinates, importances,
+each trial's learning curve, and the budget spent.
 
-The search layer (issue 15) is not built, so there is no study to report on. When ``optuna`` is importable, a
-path that holds an Optuna journal (``JournalFileStorage``: one JSON object per line with an ``op_code``) is
-recognised as a study, so that the user hears that study reports need the search layer rather than that the
-path is not a report input at all.
+The figures are Optuna's own (``optuna.visualization``, plotly figures); the budget panel and the tables come from
+:func:`hypera_nnunet.search.study.summary`. A folder is a study when it holds ``study.json`` and Optuna's journal.
+Importances (Optuna's fANOVA evaluator) need at least two completed trials; with fewer the panel is a note.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import importlib.util
 import json
 from pathlib import Path
 
-SEARCH_LAYER = ("study reports need the search layer (issue 15: `hypera-nnunet search`, with optuna), which is "
-                "not built yet")
+from hypera_nnunet.errors import HyperaError
+from hypera_nnunet.report.html import Page, fmt, require_plotly
+
 JOURNAL_PATTERNS = ("*.log", "*.journal", "*.jsonl")
+INSTALL = "study reports need Optuna: pip install 'hypera-nnunet[search]'"
 
 
 def optuna_available() -> bool:
@@ -32,10 +34,7 @@ def _is_journal(path: Path) -> bool:
 
 
 def journal_of(path: Path) -> Path | None:
-    """The Optuna journal file at ``path`` (a journal file, or a folder with one); None if there is none, or if
-    optuna is not importable (then nothing is recognised as a study)."""
-    if not optuna_available():
-        return None
+    """The Optuna journal file in a folder (or the file itself); None if there is none."""
     path = Path(path)
     if path.is_file():
         return path if _is_journal(path) else None
@@ -45,3 +44,70 @@ def journal_of(path: Path) -> Path | None:
                 if _is_journal(p):
                     return p
     return None
+
+
+def is_study_folder(path: Path) -> bool:
+    from hypera_nnunet.search.study import JOURNAL_FILE, STUDY_FILE
+
+    path = Path(path)
+    return (path / STUDY_FILE).is_file() and (path / JOURNAL_FILE).is_file()
+
+
+def _figure(page: Page, name: str, make, title: str) -> None:
+    try:
+        fig = make()
+    except (ValueError, RuntimeError, ZeroDivisionError) as e:  # Optuna's "needs more trials" and the like
+        page.note(f"{title}: not drawn ({type(e).__name__}: {e})")
+        return
+    fig.update_layout(title=title, height=420)
+    page.figure(fig, name)
+
+
+def write_study_report(folder: Path, out: Path | None = None) -> Path:
+    """Write ``report.html`` of a study folder (or ``out``); returns the path."""
+    if not optuna_available():
+        raise HyperaError(f"{folder} is a search study; {INSTALL}")
+    require_plotly()
+    import optuna.visualization as vis
+    import plotly.graph_objects as go
+
+    from hypera_nnunet.search.study import open_study, summary
+
+    folder = Path(folder)
+    s = summary(folder)
+    study, space, meta = open_study(folder)
+    page = Page(f"Search study: {folder.name} ({space.objective} objective, trainer {space.trainer})")
+    best = s["best"]
+    page.table(["item", "value"], [
+        ["space", meta.get("space_file", "")],
+        ["sampler / pruner", f"{s['sampler']} / {s['pruner']}"],
+        ["trials", str(s["trials"])],
+        ["states", ", ".join(f"{n} {k.lower()}" for k, n in sorted(s["states"].items()))],
+        ["best", "none yet" if best is None else f"trial {best['number']}: {best['value']:.4f}"],
+        ["budget spent", f"{s['epochs_spent']} epochs = {s['full_trainings_spent']:.2f} full trainings of "
+                         f"{s['max_epochs']} epochs"],
+    ], name="summary")
+    if best is not None:
+        page.table(["parameter", "best value"], [[k, fmt(v) if isinstance(v, float) else str(v)]
+                                                  for k, v in best["params"].items()], name="best")
+    page.heading("History and parameters")
+    _figure(page, "history", lambda: vis.plot_optimization_history(study), "Optimization history")
+    _figure(page, "parallel", lambda: vis.plot_parallel_coordinate(study), "Parallel coordinates")
+    _figure(page, "importance", lambda: vis.plot_param_importances(study), "Parameter importances (fANOVA)")
+    _figure(page, "curves", lambda: vis.plot_intermediate_values(study),
+            "Each trial's reported pseudo-Dice EMA per epoch (pruned trials end early)")
+    page.heading("Budget")
+    rows = s["rows"]
+    fig = go.Figure(go.Bar(x=[r["number"] for r in rows], y=[int(r["epochs"] or 0) for r in rows],
+                           marker_color=["#2ca02c" if r["state"] == "COMPLETE" else "#ff7f0e"
+                                         if r["state"] == "PRUNED" else "#d62728" for r in rows]))
+    fig.update_layout(title="Epochs trained per trial (green complete, orange pruned, red failed)",
+                      xaxis_title="trial", yaxis_title="epochs", height=360)
+    page.figure(fig, "budget")
+    page.table(["#", "state", "value", "epochs", "parameters", "note"], [
+        [str(r["number"]), r["state"], r["value"] if r["value"] is not None else "", int(r["epochs"] or 0),
+         ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in r["params"].items()),
+         "; ".join(x for x in (("worker died, queued again" if r["stale"] else ""),
+                               (f"resumes trials/{r['resume_of']}" if r["resume_of"] else ""),
+                               (r["error"] or "")) if x)] for r in rows], name="trials")
+    return page.write(Path(out) if out is not None else folder / "report.html")

@@ -24,7 +24,6 @@ from report_fixtures import (
 
 from hypera_nnunet.errors import HyperaError
 from hypera_nnunet.report import report_kind, write_report
-from hypera_nnunet.report import study as study_mod
 from hypera_nnunet.report.benchmark_report import build_page as benchmark_page
 from hypera_nnunet.report.benchmark_report import power_rows, read_results, run_level_rows, smallest_detectable
 from hypera_nnunet.report.run_report import build_page as run_page
@@ -170,31 +169,25 @@ def test_dispatcher_kinds_files_and_defaults(fold, bench):
     assert write_report(bench) == bench / "report.html" and (bench / "report.html").stat().st_size > 1_000_000
 
 
-def test_unknown_folder_names_the_inputs_and_the_search_layer(tmp_path, fold, monkeypatch):
-    monkeypatch.setattr(study_mod, "optuna_available", lambda: False)
+def test_unknown_folder_names_the_inputs(tmp_path, fold):
     with pytest.raises(HyperaError) as e:
         report_kind(tmp_path)
     msg = str(e.value)
-    assert msg.startswith(f"{tmp_path} is neither a fold's results folder (with hypera/decisions.jsonl) nor a "
-                          "benchmark output folder (with results.json); it has HYPERA folds, report one of them: "
-                          "fold_0; study reports need the search layer (issue 15")
-    assert "\n" not in msg
+    assert msg == (f"{tmp_path} is neither a fold's results folder (with hypera/decisions.jsonl), a benchmark "
+                   "output folder (with results.json) nor a search study (with study.json); it has HYPERA folds, "
+                   "report one of them: fold_0.")
     with pytest.raises(HyperaError, match="does not exist"):
         report_kind(tmp_path / "nope")
 
 
-def test_an_optuna_journal_is_recognised_only_with_optuna(tmp_path, monkeypatch):
+def test_a_bare_optuna_journal_is_named(tmp_path):
     study = tmp_path / "study"
     study.mkdir()
     (study / "journal.log").write_text(json.dumps({"op_code": 0, "worker_id": "w", "study_name": "s"}) + "\n")
-    monkeypatch.setattr(study_mod, "optuna_available", lambda: True)
     with pytest.raises(HyperaError) as e:
         report_kind(study)
-    assert str(e.value) == (f"{study} is an Optuna study (journal.log); study reports need the search layer "
-                            "(issue 15: `hypera-nnunet search`, with optuna), which is not built yet.")
-    monkeypatch.setattr(study_mod, "optuna_available", lambda: False)
-    with pytest.raises(HyperaError, match="is neither a fold's results folder"):
-        report_kind(study)
+    assert str(e.value) == (f"{study} holds an Optuna journal (journal.log) but no study.json: report a study "
+                            "folder made by `hypera-nnunet search run`.")
 
 
 def test_cli_writes_and_prints_the_path(fold, tmp_path, capsys):

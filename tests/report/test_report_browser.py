@@ -69,3 +69,30 @@ def test_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch):
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         require_browser()
+
+
+def test_study_report_in_chromium(tmp_path):
+    pytest.importorskip("optuna")
+    from hypera_nnunet.cli import main
+
+    space = tmp_path / "space.yaml"
+    space.write_text("objective: curve\nfidelity: {min_epochs: 2, max_epochs: 18}\nparams:\n"
+                     "  nnunet.initial_lr: {low: 0.001, high: 0.1, log: true}\n"
+                     "  learning.gradient_steps: {choices: [2, 4, 8]}\n")
+    study = tmp_path / "study"
+    assert main(["search", "run", str(space), "--study", str(study), "-n", "10", "--seed", "0"]) == 0
+    out = write_report(study)
+    assert out == study / "report.html"
+    with chromium() as d:
+        open_report(d, out)
+        errors = console_errors(d)
+        page = dom(d)
+    assert errors == []
+    assert page["title"] == "Search study: study (curve objective, trainer nnUNetTrainerConfigured)"
+    assert page["panels"] == ["history", "parallel", "importance", "curves", "budget"]
+    assert page["plots"] == page["drawn"] == 5
+    assert page["tables"] == ["summary", "best", "trials"]
+    assert page["h2"] == ["History and parameters", "Budget"]
+    assert len(page["cells"]["trials"]) == 11  # header + 10 trials
+    summary = dict(page["cells"]["summary"][1:])
+    assert summary["trials"] == "10" and summary["budget spent"].endswith("full trainings of 18 epochs")

@@ -1,0 +1,140 @@
+"""nnU-Net's own hyperparameters from a configuration's ``nnunet:`` section, and a per-epoch record for a search.
+
+:class:`NNUNetHyperparameters` is a trainer mixin. It applies :class:`hypera_nnunet.settings.NNUNetSettings` in
+``initialize()``, before nnU-Net builds its network, optimizer and loss, so that everything downstream (HYPERA's
+knobs, nnU-Net's own hooks, a resumed run) sees the configured values as "nnU-Net's values". Each setting left null
+keeps nnU-Net's. Where each value lands (nnU-Net 2.x):
+
+* ``initial_lr``, ``weight_decay``: the trainer's attributes of those names, read by ``configure_optimizers``;
+* ``momentum``: the SGD parameter groups after ``configure_optimizers`` (nnU-Net writes 0.99 there);
+* ``schedule_epochs``: the poly scheduler's ``max_steps`` (nnU-Net: ``num_epochs``);
+* ``ce_weight``, ``dice_weight``: ``DC_and_CE_loss.weight_ce/weight_dice`` (inside the deep-supervision wrapper);
+* ``batch_size``: the configuration's batch size, before nnU-Net derives its per-rank batch from it;
+* ``aug_prob``, ``aug_strength``: :func:`hypera_nnunet.nnunet.pipeline.scale_transforms` on the training pipeline;
+* ``epochs``, ``iterations``: ``num_epochs``, ``num_iterations_per_epoch`` (and the validation iterations).
+
+:class:`EpochRecord` appends one JSON line per finished epoch to ``fold_X/epochs.jsonl`` (rank 0): the epoch, its
+EMA pseudo-Dice, losses and seconds. ``hypera-nnunet search`` reads it from another process to report each epoch to
+its pruner; a torn last line (a killed run) is skipped by :func:`read_epochs`, and a resumed run's repeated epochs
+replace the earlier lines of the same epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from hypera_nnunet.nnunet.budget import val_iterations
+from hypera_nnunet.nnunet.pipeline import scale_transforms
+from hypera_nnunet.settings import NNUNetSettings
+
+EPOCHS_FILE = "epochs.jsonl"
+
+
+def _inner_loss(loss):
+    """nnU-Net's compound loss inside its deep-supervision wrapper (``loss.loss``), or ``loss`` itself."""
+    return getattr(loss, "loss", loss)
+
+
+class NNUNetHyperparameters:
+    """Mixin: apply :meth:`nnunet_settings` to nnU-Net's trainer. Put it before nnU-Net's class in the bases."""
+
+    def nnunet_settings(self) -> NNUNetSettings:
+        """The settings to apply (override; this default applies none)."""
+        return NNUNetSettings()
+
+    def initialize(self):
+        s = self.nnunet_settings()
+        self._nnunet_settings = s
+        if s.initial_lr is not None:
+            self.initial_lr = float(s.initial_lr)
+        if s.weight_decay is not None:
+            self.weight_decay = float(s.weight_decay)
+        if s.epochs is not None:
+            self.num_epochs = int(s.epochs)
+        if s.iterations is not None:
+            self.num_iterations_per_epoch = int(s.iterations)
+            self.num_val_iterations_per_epoch = val_iterations(int(s.iterations))
+        if s.batch_size is not None:  # a new dict: the plans' own stay as planned
+            cm = self.configuration_manager
+            cm.configuration = {**cm.configuration, "batch_size": int(s.batch_size)}
+        super().initialize()
+
+    def configure_optimizers(self):
+        optimizer, scheduler = super().configure_optimizers()
+        s = getattr(self, "_nnunet_settings", None) or NNUNetSettings()
+        if s.momentum is not None:
+            for g in optimizer.param_groups:
+                g["momentum"] = float(s.momentum)
+                if s.momentum == 0 and g.get("nesterov"):
+                    g["nesterov"] = False  # torch refuses Nesterov without momentum
+        if s.schedule_epochs is not None and hasattr(scheduler, "max_steps"):
+            scheduler.max_steps = int(s.schedule_epochs)
+        return optimizer, scheduler
+
+    def _build_loss(self):
+        loss = super()._build_loss()
+        s = getattr(self, "_nnunet_settings", None) or NNUNetSettings()
+        inner = _inner_loss(loss)
+        if s.ce_weight is not None:
+            inner.weight_ce = float(s.ce_weight)
+        if s.dice_weight is not None:
+            inner.weight_dice = float(s.dice_weight)
+        return loss
+
+    def get_training_transforms(self, *args, **kwargs):
+        t = super().get_training_transforms(*args, **kwargs)
+        s = getattr(self, "_nnunet_settings", None) or NNUNetSettings()
+        prob = 1.0 if s.aug_prob is None else float(s.aug_prob)
+        strength = 1.0 if s.aug_strength is None else float(s.aug_strength)
+        if prob != 1.0 or strength != 1.0:
+            scale_transforms(t, prob, strength)
+        return t
+
+
+class EpochRecord:
+    """Mixin: one line per finished epoch in ``fold_X/epochs.jsonl`` (rank 0), for a search's pruner.
+
+    The line is written before nnU-Net's ``on_epoch_end`` saves its checkpoints, so every epoch a checkpoint holds
+    has its line (a kill in between leaves a line whose epoch the resumed run trains again and writes again)."""
+
+    def on_epoch_end(self):
+        if getattr(self, "local_rank", 0) == 0:
+            self._record_epoch(self.current_epoch)
+        super().on_epoch_end()
+
+    def _record_epoch(self, epoch: int) -> None:
+        def value(key):
+            try:
+                return float(self.logger.get_value(key, step=epoch))
+            except (KeyError, IndexError, TypeError, ValueError, AssertionError):
+                return None
+
+        t0 = value("epoch_start_timestamps")
+        line = {"epoch": epoch, "ema_fg_dice": value("ema_fg_dice"), "train_loss": value("train_losses"),
+                "val_loss": value("val_losses"), "seconds": None if t0 is None else time.time() - t0,
+                "num_epochs": int(self.num_epochs)}
+        path = Path(self.output_folder) / EPOCHS_FILE
+        with open(path, "a", encoding="utf-8") as f:  # one write per line: a kill tears at most the last line
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_epochs(path: str | os.PathLike) -> dict[int, dict]:
+    """Epoch -> its record from an ``epochs.jsonl`` (a resumed run's later line of an epoch wins; torn or damaged
+    lines are skipped). A missing file is no epochs yet."""
+    out: dict[int, dict] = {}
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return out
+    for raw in text.splitlines():
+        try:
+            rec = json.loads(raw)
+            out[int(rec["epoch"])] = rec
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
