@@ -19,7 +19,14 @@ from hypera_nnunet.config import (
     variant_config,
 )
 from hypera_nnunet.errors import ConfigError
-from hypera_nnunet.settings import AgentSettings, ExplorationConfig, LearningConfig, SafeguardConfig, TransferConfig
+from hypera_nnunet.settings import (
+    AgentSettings,
+    ExplorationConfig,
+    LearningConfig,
+    NNUNetSettings,
+    SafeguardConfig,
+    TransferConfig,
+)
 
 SIX = ["learning_rate", "loss", "batch_size", "augmentation", "regularization", "optimization"]
 
@@ -238,7 +245,7 @@ def test_bad_settings_name_the_file_the_key_the_value_and_the_range(tmp_path, va
     ("3\n", "the configuration must be a mapping of settings (agents, strategy, ...), got int"),
     ("learning: {gamma: .nan}\n", "'learning.gamma' must be a number in [0, 1), got nan"),
     ("agents: [learning_rate]\nlearning: {gradient_steps: 4}\n1: 2\n",
-     "unknown setting(s) '1'; known: agents, exploration, learning, pause_after_epochs, pause_after_minutes, "
+     "unknown setting(s) '1'; known: agents, exploration, learning, nnunet, pause_after_epochs, pause_after_minutes, "
      "safeguards, save_every, seed, shadow, strategy, tensorboard, transfer"),
 ])
 def test_bad_yaml_shapes_are_one_line_naming_the_file(tmp_path, text, message):
@@ -322,7 +329,8 @@ def test_docs_list_every_setting_with_its_range():
                            "transfer.mode", "agents.batch_size.min_batch_size"}
     expected = {}
     for prefix, cls in (("", HyperaConfig), ("safeguards.", SafeguardConfig), ("exploration.", ExplorationConfig),
-                        ("learning.", LearningConfig), ("transfer.", TransferConfig), ("agents.<any>.", AgentSettings)):
+                        ("learning.", LearningConfig), ("transfer.", TransferConfig), ("nnunet.", NNUNetSettings),
+                        ("agents.<any>.", AgentSettings)):
         expected.update({prefix + f.name: f.metadata["rule"] for f in dataclasses.fields(cls) if "rule" in f.metadata})
     common = {f.name for f in dataclasses.fields(AgentSettings)}
     for name, agent in AGENTS.items():

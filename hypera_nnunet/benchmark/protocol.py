@@ -8,7 +8,7 @@ layout, so changing the budget of a protocol would silently mix runs. Add a new 
   at a time. Measured cost and the reasons for the choice are in ``docs/benchmark_protocol.md``.
 * ``cpu-v2``: the same plans, ``<Trainer>_50epochs_25iters`` (1250 steps). Replaces ``cpu``, whose 500
   steps left folds in nnU-Net's all-background phase (Dice 0). About 5.5 minutes per training unshared.
-* ``cpu-v3``: the ``2d`` configuration (batch 24, half the features), ``<Trainer>_50epochs_25iters``,
+* ``cpu-v3``: the ``2d`` configuration (batch 16, half the features), ``<Trainer>_50epochs_25iters``,
   seeded; calibrated with nnU-Net's own trainer before any HYPERA run (``docs/benchmark_protocol.md``).
 * ``gpu``: nnU-Net's own plans on one GPU, ``<Trainer>_20epochs_50iters``, several trainings sharing
   the GPU at once, for the lent GPU machine (10 minutes per command: the harness resumes with ``--c``).
@@ -102,11 +102,11 @@ PROTOCOLS: dict[str, Protocol] = {
                     "25 iterations (1250 training steps, +5 validation iterations per epoch), one training at a "
                     "time (two at once are 5x slower per step: nnU-Net sets torch to all cores on CPU)."),
     "cpu-v3": Protocol(
-        name="cpu-v3", plans="hyperaCPU2dB24Plans", epochs=50, iters=25, device="cpu", concurrency=1, env=_CPU_ENV,
-        reduced_plans=ReducedPlans(name="hyperaCPU2dB24Plans", batch_size=24, feature_divisor=2, configuration="2d"),
+        name="cpu-v3", plans="hyperaCPU2dB16Plans", epochs=50, iters=25, device="cpu", concurrency=1, env=_CPU_ENV,
+        reduced_plans=ReducedPlans(name="hyperaCPU2dB16Plans", batch_size=16, feature_divisor=2, configuration="2d"),
         configuration="2d", converged_class_dice=0.70, converged_mean_dice=0.75,
         description="2-core CPU, unshared, calibrated before any HYPERA run: the 2d configuration with "
-                    "hyperaCPU2dB24Plans (nnU-Net's 2d patch size, batch 24, features/2), 50 epochs x 25 iterations "
+                    "hyperaCPU2dB16Plans (nnU-Net's 2d patch size, batch 16, features/2), 50 epochs x 25 iterations "
                     "(1250 training steps), seeded; converged = every foreground class >= 0.70 and mean >= 0.75 "
                     "validation Dice (docs/benchmark_protocol.md)."),
     "gpu": Protocol(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 from hypera_nnunet.nnunet.budget import val_iterations
@@ -74,6 +73,18 @@ class NNUNetHyperparameters:
             scheduler.max_steps = int(s.schedule_epochs)
         return optimizer, scheduler
 
+    def load_checkpoint(self, filename_or_checkpoint_dict):
+        """nnU-Net's, then this run's momentum and weight decay again: the checkpoint's optimizer state carries the
+        values of the run that wrote it (a population-based search continues another trial's checkpoint with new
+        values; the learning rate follows from ``initial_lr`` at every epoch start anyway)."""
+        super().load_checkpoint(filename_or_checkpoint_dict)
+        s = getattr(self, "_nnunet_settings", None) or NNUNetSettings()
+        for g in self.optimizer.param_groups:
+            if s.momentum is not None:
+                g["momentum"] = float(s.momentum)
+            if s.weight_decay is not None:
+                g["weight_decay"] = float(s.weight_decay)
+
     def _build_loss(self):
         loss = super()._build_loss()
         s = getattr(self, "_nnunet_settings", None) or NNUNetSettings()
@@ -97,13 +108,15 @@ class NNUNetHyperparameters:
 class EpochRecord:
     """Mixin: one line per finished epoch in ``fold_X/epochs.jsonl`` (rank 0), for a search's pruner.
 
-    The line is written before nnU-Net's ``on_epoch_end`` saves its checkpoints, so every epoch a checkpoint holds
-    has its line (a kill in between leaves a line whose epoch the resumed run trains again and writes again)."""
+    The line is written after nnU-Net's ``on_epoch_end`` has saved its checkpoints, so when a reader sees epoch e,
+    ``checkpoint_latest.pth`` (written every ``save_every`` epochs) already holds it: a population-based search
+    copies that checkpoint. A kill between the two leaves an epoch without its line (readers skip the gap)."""
 
     def on_epoch_end(self):
-        if getattr(self, "local_rank", 0) == 0:
-            self._record_epoch(self.current_epoch)
+        epoch = self.current_epoch  # nnU-Net's on_epoch_end advances it
         super().on_epoch_end()
+        if getattr(self, "local_rank", 0) == 0:
+            self._record_epoch(epoch)
 
     def _record_epoch(self, epoch: int) -> None:
         def value(key):
@@ -112,9 +125,9 @@ class EpochRecord:
             except (KeyError, IndexError, TypeError, ValueError, AssertionError):
                 return None
 
-        t0 = value("epoch_start_timestamps")
+        t0, t1 = value("epoch_start_timestamps"), value("epoch_end_timestamps")
         line = {"epoch": epoch, "ema_fg_dice": value("ema_fg_dice"), "train_loss": value("train_losses"),
-                "val_loss": value("val_losses"), "seconds": None if t0 is None else time.time() - t0,
+                "val_loss": value("val_losses"), "seconds": None if t0 is None or t1 is None else t1 - t0,
                 "num_epochs": int(self.num_epochs)}
         path = Path(self.output_folder) / EPOCHS_FILE
         with open(path, "a", encoding="utf-8") as f:  # one write per line: a kill tears at most the last line

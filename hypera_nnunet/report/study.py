@@ -47,10 +47,11 @@ def journal_of(path: Path) -> Path | None:
 
 
 def is_study_folder(path: Path) -> bool:
+    from hypera_nnunet.search.ray_backend import RESULTS_FILE
     from hypera_nnunet.search.study import JOURNAL_FILE, STUDY_FILE
 
     path = Path(path)
-    return (path / STUDY_FILE).is_file() and (path / JOURNAL_FILE).is_file()
+    return (path / STUDY_FILE).is_file() and ((path / JOURNAL_FILE).is_file() or (path / RESULTS_FILE).is_file())
 
 
 def _figure(page: Page, name: str, make, title: str) -> None:
@@ -63,6 +64,14 @@ def _figure(page: Page, name: str, make, title: str) -> None:
     page.figure(fig, name)
 
 
+def _optuna_figures(page: Page, vis, study) -> None:
+    _figure(page, "history", lambda: vis.plot_optimization_history(study), "Optimization history")
+    _figure(page, "parallel", lambda: vis.plot_parallel_coordinate(study), "Parallel coordinates")
+    _figure(page, "importance", lambda: vis.plot_param_importances(study), "Parameter importances (fANOVA)")
+    _figure(page, "curves", lambda: vis.plot_intermediate_values(study),
+            "Each trial's reported pseudo-Dice EMA per epoch (pruned trials end early)")
+
+
 def write_study_report(folder: Path, out: Path | None = None) -> Path:
     """Write ``report.html`` of a study folder (or ``out``); returns the path."""
     if not optuna_available():
@@ -71,11 +80,15 @@ def write_study_report(folder: Path, out: Path | None = None) -> Path:
     import optuna.visualization as vis
     import plotly.graph_objects as go
 
-    from hypera_nnunet.search.study import open_study, summary
+    from hypera_nnunet.search.space import parse_space
+    from hypera_nnunet.search.study import open_study, read_study_file, summary
 
     folder = Path(folder)
     s = summary(folder)
-    study, space, meta = open_study(folder)
+    meta = read_study_file(folder)
+    space = parse_space(meta["space"], str(folder))
+    ray = s["backend"] == "ray"
+    study = None if ray else open_study(folder, meta)[0]
     page = Page(f"Search study: {folder.name} ({space.objective} objective, trainer {space.trainer})")
     best = s["best"]
     page.table(["item", "value"], [
@@ -91,11 +104,11 @@ def write_study_report(folder: Path, out: Path | None = None) -> Path:
         page.table(["parameter", "best value"], [[k, fmt(v) if isinstance(v, float) else str(v)]
                                                   for k, v in best["params"].items()], name="best")
     page.heading("History and parameters")
-    _figure(page, "history", lambda: vis.plot_optimization_history(study), "Optimization history")
-    _figure(page, "parallel", lambda: vis.plot_parallel_coordinate(study), "Parallel coordinates")
-    _figure(page, "importance", lambda: vis.plot_param_importances(study), "Parameter importances (fANOVA)")
-    _figure(page, "curves", lambda: vis.plot_intermediate_values(study),
-            "Each trial's reported pseudo-Dice EMA per epoch (pruned trials end early)")
+    if ray:
+        page.note("A Ray Tune study (ray_results.json): Optuna's history, importance and parameter plots need an "
+                  "Optuna journal; each trial's lineage (PBT) is in the table below.")
+    else:
+        _optuna_figures(page, vis, study)
     page.heading("Budget")
     rows = s["rows"]
     fig = go.Figure(go.Bar(x=[r["number"] for r in rows], y=[int(r["epochs"] or 0) for r in rows],
@@ -109,5 +122,7 @@ def write_study_report(folder: Path, out: Path | None = None) -> Path:
          ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in r["params"].items()),
          "; ".join(x for x in (("worker died, queued again" if r["stale"] else ""),
                                (f"resumes trials/{r['resume_of']}" if r["resume_of"] else ""),
+                               "; ".join(f"continued trial {x['restored_from_trial']}'s checkpoint at epoch "
+                                         f"{x['epoch']}" for x in r.get("lineage") or [] if x.get("exploit")),
                                (r["error"] or "")) if x)] for r in rows], name="trials")
     return page.write(Path(out) if out is not None else folder / "report.html")

@@ -37,6 +37,15 @@ def _add_run(sub) -> None:
     p.add_argument("--sampler", default=None, help="tpe (default), random or qmc")
     p.add_argument("--pruner", default=None, help="hyperband (default), median or none")
     p.add_argument("--seed", type=int, default=None, help="the sampler's seed (worker i uses seed + i)")
+    p.add_argument("--backend", choices=("optuna", "ray"), default="optuna",
+                   help="optuna (default: one machine, a journal file) or ray (Ray Tune: ASHA or PBT, local or a "
+                        "cluster)")
+    p.add_argument("--scheduler", choices=("asha", "pbt"), default="asha", help="Ray's trial scheduler (default asha)")
+    p.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local Ray)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="Ray: CPUs per trial (default 1; one GPU per "
+                                                                     "trial where the cluster has GPUs)")
+    p.add_argument("--perturbation-interval", type=int, default=None,
+                   help="PBT: epochs between exploit/explore steps (default: the space's min_epochs)")
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -65,11 +74,14 @@ def _run(args) -> int:
     from hypera_nnunet.search.space import parse_space
     from hypera_nnunet.search.study import create_or_check, require_optuna, run_worker, summary
 
-    require_optuna()
+    if args.backend == "optuna":
+        require_optuna()
     if args.n_trials < 1 or args.jobs < 1:
         raise HyperaError(f"-n and -j must be at least 1, got -n {args.n_trials} -j {args.jobs}")
     values = read_config_file(args.space)
     space = parse_space(values, str(args.space))
+    if args.backend == "ray":
+        return _run_ray(args, values, space)
     create_or_check(args.study, values, str(args.space), args.sampler, args.pruner, args.seed)
     if space.objective == "nnunet" and space.device == "cpu" and args.jobs > 1:
         _print(f"warning: -j {args.jobs} nnU-Net trainings at once on the CPU share its cores (each is slower)")
@@ -88,12 +100,26 @@ def _run(args) -> int:
     return 1 if bad else 0
 
 
+def _run_ray(args, values: dict, space) -> int:
+    from hypera_nnunet.search.ray_backend import require_ray, run_ray
+    from hypera_nnunet.search.study import create_or_check, summary
+
+    require_ray()
+    create_or_check(args.study, values, str(args.space), None, args.scheduler, args.seed, backend="ray")
+    _print(f"study {args.study}: Ray Tune, {args.scheduler}, {space.objective} objective, trainer {space.trainer}, "
+           f"{args.n_trials} trial(s)" + (f", cluster {args.ray_address}" if args.ray_address else ", local Ray"))
+    run_ray(space, args.study, args.n_trials, scheduler=args.scheduler, seed=args.seed, address=args.ray_address,
+            cpus_per_trial=args.cpus_per_trial, perturbation_interval=args.perturbation_interval)
+    _print_status(summary(args.study))
+    return 0
+
+
 def _short(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _print_status(s: dict) -> None:
-    print(f"study {s['study']} ({s['sampler']}, {s['pruner']}): {s['trials']} trial(s) "
+    print(f"study {s['study']} ({s['backend']}: {s['sampler']}, {s['pruner']}): {s['trials']} trial(s) "
           + ", ".join(f"{n} {k.lower()}" for k, n in sorted(s["states"].items())))
     print(f"{'#':>4} {'state':<9} {'value':>7} {'epochs':>6}  parameters / note")
     for r in s["rows"]:

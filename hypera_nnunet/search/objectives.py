@@ -135,6 +135,61 @@ def nnunet_objective(space, run: TrialRun, stop_grace_s: float = 30.0) -> float:
     return value
 
 
+FINAL_WAIT_S = 600.0
+
+
+def nnunet_snapshot(space, folder: Path, dst: Path) -> None:
+    """Copy what continues this trial (its checkpoint, the generator states beside it, its epochs) to ``dst``: a
+    population-based search's checkpoint of the trial. After the last epoch nnU-Net writes no
+    ``checkpoint_latest.pth`` (and removes it): the snapshot then waits for ``checkpoint_final.pth``."""
+    import shutil
+
+    from hypera_nnunet.nnunet.checkpoint import HYPERA_DIR
+    from hypera_nnunet.nnunet.hyperparameters import EPOCHS_FILE, read_epochs
+
+    fold = fold_folder(space, Path(folder) / "nnUNet_results")
+    dst.mkdir(parents=True, exist_ok=True)
+    epochs = read_epochs(fold / EPOCHS_FILE)
+    last = max(epochs, default=-1)
+    name = "checkpoint_latest.pth"
+    if last >= 0 and last + 1 >= int(epochs[last].get("num_epochs") or 0):
+        name = "checkpoint_final.pth"
+        deadline = time.monotonic() + FINAL_WAIT_S
+        while not (fold / name).is_file() and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+    if (fold / name).is_file():
+        shutil.copy2(fold / name, dst / name)
+    if (fold / EPOCHS_FILE).is_file():
+        shutil.copy2(fold / EPOCHS_FILE, dst / EPOCHS_FILE)
+    stem = name.removesuffix(".pth")
+    for extra in sorted((fold / HYPERA_DIR).glob(f"{stem}.e*.pt")):
+        (dst / HYPERA_DIR).mkdir(exist_ok=True)
+        shutil.copy2(extra, dst / HYPERA_DIR / extra.name)
+
+
+def nnunet_restore(space, folder: Path, src: Path) -> None:
+    """Replace this trial's training state by a snapshot (another trial's, after PBT's exploit step): the next
+    ``nnUNetv2_train --c`` continues from the snapshot's checkpoint with this trial's configuration."""
+    import shutil
+
+    from hypera_nnunet.nnunet.checkpoint import HYPERA_DIR
+    from hypera_nnunet.nnunet.hyperparameters import EPOCHS_FILE
+
+    fold = fold_folder(space, Path(folder) / "nnUNet_results")
+    fold.mkdir(parents=True, exist_ok=True)
+    for name in ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest.pth", EPOCHS_FILE):
+        (fold / name).unlink(missing_ok=True)  # --c loads final before latest
+    if (fold / HYPERA_DIR).is_dir():
+        for old in (fold / HYPERA_DIR).glob("checkpoint_*.e*.pt"):
+            old.unlink()
+    for name in ("checkpoint_final.pth", "checkpoint_latest.pth", EPOCHS_FILE):
+        if (src / name).is_file():
+            shutil.copy2(src / name, fold / name)
+    for extra in sorted((src / HYPERA_DIR).glob("*.pt")) if (src / HYPERA_DIR).is_dir() else []:
+        (fold / HYPERA_DIR).mkdir(exist_ok=True)
+        shutil.copy2(extra, fold / HYPERA_DIR / extra.name)
+
+
 # ---- a cheap learning curve -------------------------------------------------------------------------------------
 CURVE_STATE = "curve_state.json"
 CURVE_OPTIMUM = 0.3  # each parameter's best position in its range (0 = low, 1 = high)
@@ -170,9 +225,11 @@ def curve_objective(space, run: TrialRun, epoch_s: float | None = None) -> float
     run.folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run.folder / CONFIG_FILE, space.trial_config(run.values))
     state_path = run.folder / CURVE_STATE
-    start = 0
+    start, lineage = 0, [run.number]
     if state_path.is_file():
-        start = int(json.loads(state_path.read_text())["epoch"])
+        state = json.loads(state_path.read_text())
+        start, lineage = int(state["epoch"]), list(state.get("lineage", [])) + [run.number]
+        atomic_write_json(state_path, {"epoch": start, "lineage": lineage, "values": run.values})
     if os.environ.get("HYPERA_CURVE_FAIL") and run.values and \
             any(str(v) == os.environ["HYPERA_CURVE_FAIL"] for v in run.values.values()):
         (run.folder / LOG_FILE).write_text("curve objective: failing on purpose\n")
@@ -181,10 +238,73 @@ def curve_objective(space, run: TrialRun, epoch_s: float | None = None) -> float
         if epoch > start:
             if epoch_s:
                 time.sleep(epoch_s)
-            atomic_write_json(state_path, {"epoch": epoch})
+            atomic_write_json(state_path, {"epoch": epoch, "lineage": lineage, "values": run.values})
         if run.report(epoch, curve_value(space, run.values, epoch)):
             raise Pruned(epoch)
     return curve_final(space, run.values)
 
 
-OBJECTIVES: dict[str, Callable] = {"nnunet": nnunet_objective, "curve": curve_objective}
+def curve_snapshot(space, folder: Path, dst: Path) -> None:
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    if (Path(folder) / CURVE_STATE).is_file():
+        shutil.copy2(Path(folder) / CURVE_STATE, dst / CURVE_STATE)
+
+
+def curve_restore(space, folder: Path, src: Path) -> None:
+    import shutil
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src / CURVE_STATE, Path(folder) / CURVE_STATE)
+
+
+# ---- Hartmann-6, multi-fidelity -----------------------------------------------------------------------------
+# The Hartmann 6-D test function (Hartmann 1972; as tabulated by Dixon & Szegoe 1978 and Surjanovic & Bingham's
+# virtual library): minimum -3.32237 at x* = (0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573).
+H6_ALPHA = (1.0, 1.2, 3.0, 3.2)
+H6_A = ((10, 3, 17, 3.5, 1.7, 8), (0.05, 10, 17, 0.1, 8, 14), (3, 3.5, 1.7, 10, 17, 8), (17, 8, 0.05, 10, 0.1, 14))
+H6_P = ((0.1312, 0.1696, 0.5569, 0.0124, 0.8283, 0.5886), (0.2329, 0.4135, 0.8307, 0.3736, 0.1004, 0.9991),
+        (0.2348, 0.1451, 0.3522, 0.2883, 0.3047, 0.6650), (0.4047, 0.8828, 0.8732, 0.5743, 0.1091, 0.0381))
+H6_MIN = -3.32237
+H6_BIAS = 0.15   # low fidelity's bias, towards x1 large: early epochs rank configurations differently
+H6_NOISE = 0.03  # sd of the noise at the lowest fidelity; 0.1 of it at the full fidelity
+
+
+def hartmann6(x) -> float:
+    """The Hartmann-6 function on [0, 1]^6 (to be minimised)."""
+    return -sum(a * math.exp(-sum(A[j] * (x[j] - P[j]) ** 2 for j in range(6)))
+                for a, A, P in zip(H6_ALPHA, H6_A, H6_P))
+
+
+def hartmann_score(x, fidelity: float, noise_u: float = 0.0) -> float:
+    """The maximised score at ``fidelity`` in (0, 1]: ``-f(x) / 3.32237`` (1 at the optimum) at fidelity 1, with a
+    bias ``H6_BIAS (1 - fidelity)(x1 - 0.5)`` and noise ``H6_NOISE (1 - 0.9 fidelity) noise_u`` (a standard normal
+    draw given by the caller)."""
+    return (-hartmann6(x) / -H6_MIN + H6_BIAS * (1 - fidelity) * (x[0] - 0.5)
+            + H6_NOISE * (1 - 0.9 * fidelity) * noise_u)
+
+
+def hartmann_objective(space, run: TrialRun) -> float:
+    """Hartmann-6 over the space's first six parameters (each in [0, 1]); epoch e of max_epochs is fidelity
+    e / max_epochs; the noise is seeded by the space's seed and the values, so a repeat is reproducible. Returns the
+    noise-free full-fidelity score (its regret is 1 - score)."""
+    import numpy as np
+
+    keys = [p.key for p in space.params][:6]
+    x = [float(run.values[k]) for k in keys]
+    if len(x) != 6:
+        raise TrialFailed(f"trial {run.number}: the hartmann objective needs six parameters, got {len(x)}")
+    seed = abs(hash((space.seed, tuple(round(v, 12) for v in x)))) % 2**32
+    rng = np.random.default_rng(seed)
+    for epoch in range(1, space.max_epochs + 1):
+        if run.report(epoch, hartmann_score(x, epoch / space.max_epochs, float(rng.standard_normal()))):
+            raise Pruned(epoch)
+    return hartmann_score(x, 1.0)
+
+
+OBJECTIVES: dict[str, Callable] = {"nnunet": nnunet_objective, "curve": curve_objective,
+                                   "hartmann": hartmann_objective}
+#: objective -> (snapshot, restore): the state a population-based search copies from trial to trial
+SNAPSHOTS: dict[str, tuple[Callable, Callable]] = {"nnunet": (nnunet_snapshot, nnunet_restore),
+                                                   "curve": (curve_snapshot, curve_restore)}

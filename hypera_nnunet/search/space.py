@@ -3,7 +3,9 @@
 A YAML (or JSON) file::
 
     objective: nnunet                  # nnunet (default): a trial is an nnU-Net training; curve: a cheap
-                                       # analytic learning curve with the same interface, for tests and demos
+                                       # analytic learning curve with the same interface, for tests and demos;
+                                       # hartmann: multi-fidelity Hartmann-6 (six params in [0, 1]), for
+                                       # comparing search methods over many repeats
     trainer: nnUNetTrainerConfigured   # or a HYPERA trainer (HyperaTrainer, HyperaTrainer_LR, ...): it also
                                        # searches the agents' own settings
     dataset: 4                         # nnU-Net dataset id or name (planned and preprocessed)
@@ -42,7 +44,7 @@ from typing import Any
 
 from hypera_nnunet.errors import ConfigError
 
-OBJECTIVES = ("nnunet", "curve")
+OBJECTIVES = ("nnunet", "curve", "hartmann")
 TOP_KEYS = ("objective", "trainer", "dataset", "configuration", "plans", "fold", "device", "seed", "fidelity", "fixed",
             "params")
 FIDELITY_KEYS = ("min_epochs", "max_epochs", "iterations")
@@ -285,6 +287,10 @@ def parse_space(values: Any, path: str = "<space>") -> SearchSpace:
                         configuration=configuration, plans=plans,
                         fold=fold, device=device, seed=seed, min_epochs=min_epochs, max_epochs=max_epochs,
                         iterations=iterations, fixed=dict(fixed), params=tuple(params))
+    if objective == "hartmann":  # a synthetic function: its parameters are its inputs, not HYPERA settings
+        if len(params) != 6 or any(p.kind == "categorical" or p.low < 0 or p.high > 1 for p in params):
+            raise _err(path, "the hartmann objective takes exactly six float parameters within [0, 1]")
+        return space
     variant = trainer if trainer != CONFIGURED_BASELINE else "HyperaTrainer"
     base = _variant_config(variant, for_run=False).to_dict()
     lows = {p.key: p.corners()[0] for p in params}

@@ -72,6 +72,12 @@ def _qmc(space: SearchSpace, seed: int | None):
     return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
 
 
+def _ensemble(space: SearchSpace, seed: int | None):
+    from hypera_nnunet.search.ensemble_sampler import EnsembleSampler
+
+    return EnsembleSampler(seed=seed)
+
+
 def _hyperband(space: SearchSpace, seed: int | None):
     import optuna
 
@@ -91,7 +97,7 @@ def _no_pruning(space: SearchSpace, seed: int | None):
     return optuna.pruners.NopPruner()
 
 
-SAMPLERS: dict[str, Callable] = {"tpe": _tpe, "random": _random, "qmc": _qmc}
+SAMPLERS: dict[str, Callable] = {"tpe": _tpe, "random": _random, "qmc": _qmc, "ensemble": _ensemble}
 PRUNERS: dict[str, Callable] = {"hyperband": _hyperband, "median": _median, "none": _no_pruning}
 
 
@@ -118,13 +124,16 @@ def read_study_file(folder: Path) -> dict:
 
 
 def create_or_check(folder: Path, space_values: dict, space_path: str, sampler: str | None, pruner: str | None,
-                    seed: int | None) -> dict:
+                    seed: int | None, backend: str = "optuna") -> dict:
     """The study's ``study.json``: written on first use; later runs must search the same space (one line if not).
     ``sampler``/``pruner``/``seed`` None keep what the study was started with."""
     folder = Path(folder)
     path = folder / STUDY_FILE
     if path.is_file():
         meta = read_study_file(folder)
+        if meta.get("backend", "optuna") != backend:
+            raise HyperaError(f"{folder} is a study of the {meta.get('backend', 'optuna')} backend; use a new --study "
+                              f"folder for --backend {backend}")
         if meta["space"] != space_values:
             raise HyperaError(f"{folder} searches another space (its {STUDY_FILE} holds the space it started with); "
                               f"{space_path} differs: use a new --study folder")
@@ -136,8 +145,10 @@ def create_or_check(folder: Path, space_values: dict, space_path: str, sampler: 
             atomic_write_json(path, meta)
         return meta
     meta = {"space": space_values, "space_file": str(space_path), "sampler": sampler or "tpe",
-            "pruner": pruner or "hyperband", "seed": seed, "study_name": STUDY_NAME}
-    for k, reg in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+            "pruner": pruner or "hyperband", "seed": seed, "study_name": STUDY_NAME, "backend": backend}
+    if backend == "ray":
+        meta["sampler"], meta["pruner"] = "random", pruner or "asha"
+    for k, reg in (("sampler", SAMPLERS), ("pruner", PRUNERS)) if backend == "optuna" else ():
         if meta[k] not in reg:
             raise HyperaError(f"unknown {k} '{meta[k]}' (choose from {', '.join(reg)})")
     folder.mkdir(parents=True, exist_ok=True)
@@ -312,10 +323,28 @@ def study_rows(study) -> list[dict[str, Any]]:
     return rows
 
 
+def _ray_rows(folder: Path) -> list[dict[str, Any]]:
+    from hypera_nnunet.search.ray_backend import RESULTS_FILE
+
+    path = Path(folder) / RESULTS_FILE
+    if not path.is_file():
+        return []
+    try:
+        trials = json.loads(path.read_text())["trials"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise HyperaError(f"{path} is damaged ({type(e).__name__}); it is written when a Ray run ends") from None
+    return [{**t, "stale": False, "resume_of": None, "log": None} for t in trials]
+
+
 def summary(folder: Path) -> dict[str, Any]:
     """States, best trial and budget spent (epochs trained, a resumed trial's epochs counted once)."""
-    study, space, meta = open_study(folder)
-    rows = study_rows(study)
+    meta = read_study_file(folder)
+    if meta.get("backend") == "ray":
+        space = parse_space(meta["space"], str(Path(folder) / STUDY_FILE))
+        rows = _ray_rows(folder)
+    else:
+        study, space, meta = open_study(folder, meta)
+        rows = study_rows(study)
     states: dict[str, int] = {}
     for r in rows:
         states[r["state"]] = states.get(r["state"], 0) + 1
@@ -326,7 +355,8 @@ def summary(folder: Path) -> dict[str, Any]:
     spent = sum(by_folder.values())
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     best = max(complete, key=lambda r: r["value"]) if complete else None
-    return {"study": str(folder), "sampler": meta["sampler"], "pruner": meta["pruner"], "trials": len(rows),
+    return {"study": str(folder), "backend": meta.get("backend", "optuna"), "sampler": meta["sampler"],
+            "pruner": meta["pruner"], "trials": len(rows),
             "states": states, "best": best, "epochs_spent": spent, "max_epochs": space.max_epochs,
             "full_trainings_spent": spent / space.max_epochs, "rows": rows}
 
@@ -335,8 +365,7 @@ def best_trial(folder: Path) -> tuple[dict, SearchSpace]:
     s = summary(folder)
     if s["best"] is None:
         raise HyperaError(f"study {folder} has no completed trial yet ({s['trials']} trial(s): {s['states']})")
-    _, space, _ = open_study(folder)
-    return s["best"], space
+    return s["best"], parse_space(read_study_file(folder)["space"], str(Path(folder) / STUDY_FILE))
 
 
 def export_best(folder: Path, out: Path) -> dict:

@@ -78,3 +78,14 @@ def test_the_checkpoint_carries_the_generators(runs):
     fold = runs["a"][0]
     extras = load_agent_state(fold / "checkpoint_final.pth", 2)
     assert extras["rng"]["seed"] == 7 and set(extras["rng"]) >= {"python", "numpy", "torch"}
+
+
+def test_seeded_runs_with_an_augmentation_worker_are_bit_identical(hippo, tmp_path):
+    """nnUNet_n_proc_DA=1 (a background augmentation process, as on a GPU machine): its seed is derived from
+    (seed, fold, worker), so two runs still train the same weights; and they differ from the in-process runs."""
+    env, name, root = hippo
+    da = ({**env, "nnUNet_n_proc_DA": "1"}, name, root)
+    _, c1, s1 = _train(da, "nnUNetTrainer_2epochs_5iters", 7, "da1", tmp_path)
+    _, c2, s2 = _train(da, "nnUNetTrainer_2epochs_5iters", 7, "da2", tmp_path)
+    assert _same_weights(c1, c2) and c1["logging"]["train_losses"] == c2["logging"]["train_losses"]
+    assert _metrics(s1) == _metrics(s2)

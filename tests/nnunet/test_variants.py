@@ -25,7 +25,10 @@ def test_variant_names_follow_nnunet_and_pickle():
         assert getattr(trainers, name) is cls  # built once
     assert not hasattr(trainers, "nnUNetTrainer_5epochs")  # nnU-Net's own, not shadowed
     assert not hasattr(trainers, "HyperaTrainer_7epochs") and not hasattr(trainers, "HyperaTrainer_5epochs_7iters")
-    assert trainers.__all__ == [*VARIANTS, "nnUNetTrainerSeedable"]
+    assert trainers.__all__ == [*VARIANTS, "nnUNetTrainerSeedable", "nnUNetTrainerConfigured"]
+    configured = trainers.nnUNetTrainerConfigured_3epochs_5iters  # the search's trainer at a benchmark's budget
+    assert configured.__bases__ == (trainers.nnUNetTrainerConfigured,)
+    assert pickle.loads(pickle.dumps(configured)) is configured
 
 
 def test_import_builds_only_the_written_out_classes():
