@@ -94,7 +94,7 @@ def test_pbt_on_nnunet_trainings_continues_the_donor_s_checkpoint(hippo, local_r
                          "fidelity": {"min_epochs": 1, "max_epochs": 4, "iterations": 5},
                          "params": {"nnunet.initial_lr": {"low": 0.001, "high": 0.03, "log": True}}}, "space")
     out = run_ray(space, tmp_path / "st", n_trials=2, scheduler="pbt", seed=0, cpus_per_trial=1,
-                  perturbation_interval=1)
+                  perturbation_interval=2)
     rows = out["trials"]
     assert len(rows) == 2 and all(r["state"] == "COMPLETE" for r in rows), rows
     restored = [(r, step) for r in rows for step in r["lineage"] if step["exploit"]]
