@@ -173,11 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     from hypera_nnunet.refine.cli import register as register_refine
     from hypera_nnunet.report.cli import register as register_report
     from hypera_nnunet.search.cli import register as register_search
+    from hypera_nnunet.store.cli import register as register_agents
 
     register_refine(sub)
     register_benchmark(sub)
     register_report(sub)
     register_search(sub)
+    register_agents(sub)
     return p
 
 

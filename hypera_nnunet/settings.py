@@ -310,6 +310,15 @@ class NNUNetSettings:
         schedule_epochs: epochs the poly learning-rate schedule spans (at least ``epochs``; null: ``epochs``). The
             search pins it to its largest budget, so that a short trial is a prefix of a long one and a promoted
             trial continues from its checkpoint (as Auto-nnU-Net does).
+        poly_exponent: the poly schedule's exponent (nnU-Net: 0.9).
+        warmup_epochs: the first N epochs' learning rate ramps up linearly, ``(e + 1) / (N + 1)`` of the poly
+            value (null or 0: none).
+        ce_weight_late: the cross-entropy weight at the last epoch; it moves linearly from ``ce_weight`` (or 1) at
+            epoch 0 (null: constant).
+        stop_patience: stop early when the EMA pseudo-Dice has not risen by more than ``stop_min_delta`` above
+            its earlier best for this many epochs; the final checkpoint and nnU-Net's validation follow, and
+            ``fold_X/early_stop.json`` says how much of the budget was left (null: never).
+        stop_min_delta: the rise that counts (default 0 when ``stop_patience`` is set).
     """
 
     initial_lr: float | None = setting(None, Rule("number", gt=0, optional=True))
@@ -323,6 +332,11 @@ class NNUNetSettings:
     epochs: int | None = setting(None, Rule("int", ge=1, optional=True))
     iterations: int | None = setting(None, Rule("int", ge=1, optional=True))
     schedule_epochs: int | None = setting(None, Rule("int", ge=1, optional=True))
+    poly_exponent: float | None = setting(None, Rule("number", gt=0, optional=True))
+    warmup_epochs: int | None = setting(None, Rule("int", ge=0, optional=True))
+    ce_weight_late: float | None = setting(None, Rule("number", ge=0, optional=True))
+    stop_patience: int | None = setting(None, Rule("int", ge=1, optional=True))
+    stop_min_delta: float | None = setting(None, Rule("number", ge=0, optional=True))
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -338,12 +352,56 @@ class TransferConfig:
     """Start from policies saved by an earlier run (``fold_X/hypera/policies.pt``).
 
     Attributes:
-        source: that ``policies.pt`` or its ``fold_X`` folder (null: no transfer).
+        source: that ``policies.pt`` or its ``fold_X`` folder, or an experience store whose ``policies.pt``
+            ``hypera-nnunet agents train`` wrote (``warm_start`` then also fills the replay buffers with the store's
+            transitions); null: no transfer.
         mode: ``warm_start`` (continue learning) or ``frozen`` (act only; needs ``source`` to run).
     """
 
     source: str | None = setting(None, Rule("text", optional=True))
     mode: str = setting("warm_start", Rule("text", choices=TRANSFER_MODES))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """What the shared reward compares the run with (the ``reward`` section).
+
+    Attributes:
+        counterfactual: reward an epoch by the change of the run's pseudo-Dice EMA minus the change of a seeded
+            ``nnUNetTrainer`` run's EMA at the same epoch (the experience store's baseline of the same dataset,
+            plans, configuration, budget, fold and seed; else the mean of its baselines that differ in fold or
+            seed, said in ``decisions.jsonl``; else the plain change). False: the plain change.
+        terminal_weight: at the last epoch, add this times (the run's EMA minus the reference's) to the shared
+            term before normalisation (>= 0; counterfactual only).
+    """
+
+    counterfactual: bool = setting(False, Rule("bool"))
+    terminal_weight: float = setting(0.0, Rule("number", ge=0))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+SCHEDULE_OBJECTIVES = ("dice", "advantage")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The schedule agent: run-level choices learned across runs (the ``schedule`` section).
+
+    Attributes:
+        space: a search-space file (``hypera-nnunet search``'s format; its ``params`` and ``fixed`` are used): each
+            run asks the store's study for one point of it before nnU-Net builds its optimizer and loss, trains with
+            it, and tells the study its outcome (null: off). Needs a store.
+        objective: ``dice`` (nnU-Net's final validation mean foreground Dice) or ``advantage`` (that minus the
+            store's seeded baseline of the same fold and seed; runs without one are told nothing).
+    """
+
+    space: str | None = setting(None, Rule("text", optional=True))
+    objective: str = setting("dice", Rule("text", choices=SCHEDULE_OBJECTIVES))
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -397,8 +455,10 @@ class HyperaConfig:
             minutes (None: no budget).
         tensorboard: also write each epoch's knob multipliers, rewards, trust and pseudo-Dice as TensorBoard
             scalars to ``fold_X/hypera/tensorboard`` (needs ``pip install 'hypera-nnunet[tensorboard]'``).
+        store: the experience store's folder (:mod:`hypera_nnunet.store`): each run appends its transitions and
+            outcome, and the counterfactual reward reads its baselines (None: ``$HYPERA_STORE``, else none).
         nnunet: nnU-Net's own hyperparameters (:class:`NNUNetSettings`; all null: nnU-Net's).
-        safeguards, exploration, learning, transfer: the sections above.
+        safeguards, exploration, learning, transfer, reward, schedule: the sections above.
     """
 
     agents: dict[str, Any] = field(default_factory=lambda: {"learning_rate": {}, "loss": {}})
@@ -409,16 +469,20 @@ class HyperaConfig:
     pause_after_epochs: int | None = setting(None, Rule("int", ge=1, optional=True))
     pause_after_minutes: float | None = setting(None, Rule("number", gt=0, optional=True))
     tensorboard: bool = setting(False, Rule("bool"))
+    store: str | None = setting(None, Rule("text", optional=True))
     safeguards: SafeguardConfig = SafeguardConfig()
     exploration: ExplorationConfig = ExplorationConfig()
     learning: LearningConfig = LearningConfig()
     transfer: TransferConfig = TransferConfig()
     nnunet: NNUNetSettings = NNUNetSettings()
+    reward: RewardConfig = RewardConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
     def __post_init__(self) -> None:
         check_fields(self)
         for name, cls in (("safeguards", SafeguardConfig), ("exploration", ExplorationConfig),
-                          ("learning", LearningConfig), ("transfer", TransferConfig), ("nnunet", NNUNetSettings)):
+                          ("learning", LearningConfig), ("transfer", TransferConfig), ("nnunet", NNUNetSettings),
+                          ("reward", RewardConfig), ("schedule", ScheduleConfig)):
             _section(self, name, cls)
         if _registry is not None:
             names = _registry.strategy_names()

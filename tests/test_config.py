@@ -24,7 +24,9 @@ from hypera_nnunet.settings import (
     ExplorationConfig,
     LearningConfig,
     NNUNetSettings,
+    RewardConfig,
     SafeguardConfig,
+    ScheduleConfig,
     TransferConfig,
 )
 
@@ -246,7 +248,7 @@ def test_bad_settings_name_the_file_the_key_the_value_and_the_range(tmp_path, va
     ("learning: {gamma: .nan}\n", "'learning.gamma' must be a number in [0, 1), got nan"),
     ("agents: [learning_rate]\nlearning: {gradient_steps: 4}\n1: 2\n",
      "unknown setting(s) '1'; known: agents, exploration, learning, nnunet, pause_after_epochs, pause_after_minutes, "
-     "safeguards, save_every, seed, shadow, strategy, tensorboard, transfer"),
+     "reward, safeguards, save_every, schedule, seed, shadow, store, strategy, tensorboard, transfer"),
 ])
 def test_bad_yaml_shapes_are_one_line_naming_the_file(tmp_path, text, message):
     p = _file(tmp_path, text, "bad.yaml")
@@ -330,7 +332,7 @@ def test_docs_list_every_setting_with_its_range():
     expected = {}
     for prefix, cls in (("", HyperaConfig), ("safeguards.", SafeguardConfig), ("exploration.", ExplorationConfig),
                         ("learning.", LearningConfig), ("transfer.", TransferConfig), ("nnunet.", NNUNetSettings),
-                        ("agents.<any>.", AgentSettings)):
+                        ("reward.", RewardConfig), ("schedule.", ScheduleConfig), ("agents.<any>.", AgentSettings)):
         expected.update({prefix + f.name: f.metadata["rule"] for f in dataclasses.fields(cls) if "rule" in f.metadata})
     common = {f.name for f in dataclasses.fields(AgentSettings)}
     for name, agent in AGENTS.items():

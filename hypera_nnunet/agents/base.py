@@ -128,14 +128,19 @@ class HyperparameterAgent:
         """Record the state and the action that was really applied (after conflicts and bounds)."""
         self.pending.append({"obs": np.asarray(obs, np.float32), "action": np.asarray(executed, np.float32)})
 
-    def complete(self, reward: float, next_obs: np.ndarray, done: bool = False) -> None:
+    def complete(self, reward: float, next_obs: np.ndarray, done: bool = False) -> list[tuple]:
         """Close the pending transitions with the epoch's reward. With several decisions in one epoch
-        (iteration-level LR), each one's next state is the state of the decision after it."""
+        (iteration-level LR), each one's next state is the state of the decision after it.
+
+        :returns: the transitions added, as ``(obs, action, reward, next_obs, done)`` (for the experience store)."""
+        added = []
         for i, p in enumerate(self.pending):
             last = i == len(self.pending) - 1
             nxt = next_obs if last else self.pending[i + 1]["obs"]
             self.buffer.add(p["obs"], p["action"], reward, nxt, done and last)
+            added.append((p["obs"], p["action"], float(reward), np.asarray(nxt, np.float32), bool(done and last)))
         self.pending = []
+        return added
 
     def learn(self) -> dict:
         """``gradient_steps`` SAC updates once the buffer holds ``learning_starts`` transitions; the last

@@ -50,11 +50,16 @@ class Coordinator:
         trainer writes them to nnU-Net's training log).
     :param seed: the agents' base seed (agent ``i`` gets ``seed + AGENT_SEED_STEP * i``); None:
         ``config.seed * SEED_STRIDE``. The trainer derives it from (run seed, fold), so folds differ.
+    :param reference: the counterfactual reward's reference curve (pseudo-Dice EMA by epoch; None: the plain
+        change, see :mod:`.rewards`), and ``reference_note`` what it is (written in every decision line when given).
+    :param recorder: given each completed transition (``add(agent, obs, action, reward, next_obs, done,
+        epoch)``), e.g. :class:`hypera_nnunet.store.RunRecorder`; None: kept in the agents' buffers only.
     """
 
     def __init__(self, config: HyperaConfig, knobs: KnobSet, num_epochs: int, log: DecisionLog | None = None,
                  guard: RollbackGuard | None = None, broadcast: Callable | None = None,
-                 on_event: Callable[[str], None] | None = None, seed: int | None = None) -> None:
+                 on_event: Callable[[str], None] | None = None, seed: int | None = None,
+                 reference: list[float] | None = None, reference_note: str | None = None, recorder=None) -> None:
         self.config = config
         self.knobs = knobs
         self.num_epochs = num_epochs
@@ -84,7 +89,10 @@ class Coordinator:
         self.trust = {a.name: TrustTracker(config.safeguards) for a in self.agents}
         for a in self.agents:
             a.set_trust(self.trust[a.name].level)
-        self.shaper = RewardShaper(config.safeguards)
+        self.shaper = RewardShaper(config.safeguards, reference,
+                                   config.reward.terminal_weight if reference is not None else 0.0)
+        self.reference_note = reference_note  # None: the reward compares with nothing (and lines do not say)
+        self.recorder = recorder
         self.log_m: dict[str, float] = {k: 0.0 for k in self.knob_order}  # current log-multipliers
         self.good_log_m = dict(self.log_m)
         self.last_grad_norms: list[float] = []  # the last finished epoch's, for the next epoch-start state
@@ -260,7 +268,10 @@ class Coordinator:
         for a in self.agents:
             with self.timings.timed(a.name):
                 if a.pending:
-                    a.complete(rewards[a.name], next_obs, done=signals.epoch + 1 >= self.num_epochs)
+                    added = a.complete(rewards[a.name], next_obs, done=signals.epoch + 1 >= self.num_epochs)
+                    if self.recorder is not None:
+                        for t in added:
+                            self.recorder.add(a.name, *t, epoch=signals.epoch)
                     if not rolled_back:
                         a.set_trust(self.trust[a.name].update(rewards[a.name]))
 
@@ -272,6 +283,8 @@ class Coordinator:
             agent_state={a.name: {"buffer": len(a.buffer), "updates": a.updates, "decisions": a.decisions}
                          for a in self.agents},
         )
+        if self.reference_note is not None:
+            self.record["reward_reference"] = self.reference_note
         self.record["fingerprint_end"] = self._end_fingerprint = fingerprint(self.state_dict(copy_tensors=False))
 
     def on_train_end(self) -> None:

@@ -11,7 +11,12 @@ keeps nnU-Net's. Where each value lands (nnU-Net 2.x):
 * ``ce_weight``, ``dice_weight``: ``DC_and_CE_loss.weight_ce/weight_dice`` (inside the deep-supervision wrapper);
 * ``batch_size``: the configuration's batch size, before nnU-Net derives its per-rank batch from it;
 * ``aug_prob``, ``aug_strength``: :func:`hypera_nnunet.nnunet.pipeline.scale_transforms` on the training pipeline;
-* ``epochs``, ``iterations``: ``num_epochs``, ``num_iterations_per_epoch`` (and the validation iterations).
+* ``epochs``, ``iterations``: ``num_epochs``, ``num_iterations_per_epoch`` (and the validation iterations);
+* ``poly_exponent``: the poly scheduler's ``exponent``; ``warmup_epochs``: a factor on the learning rate after
+  nnU-Net's scheduler has set it at each epoch start; ``ce_weight_late``: ``weight_ce`` at each epoch start;
+* ``stop_patience``, ``stop_min_delta``: after nnU-Net's ``on_epoch_end`` (its checkpoints written), a plateau ends
+  the epoch loop; ``run_training`` then runs ``on_train_end`` (the final checkpoint), and ``nnUNetv2_train`` goes
+  on to nnU-Net's final validation as after a full run.
 
 :class:`EpochRecord` appends one JSON line per finished epoch to ``fold_X/epochs.jsonl`` (rank 0): the epoch, its
 EMA pseudo-Dice, losses and seconds. ``hypera-nnunet search`` reads it from another process to report each epoch to
@@ -25,11 +30,24 @@ import json
 import os
 from pathlib import Path
 
+from hypera_nnunet.common.atomic_io import atomic_write_json
 from hypera_nnunet.nnunet.budget import val_iterations
 from hypera_nnunet.nnunet.pipeline import scale_transforms
 from hypera_nnunet.settings import NNUNetSettings
 
 EPOCHS_FILE = "epochs.jsonl"
+EARLY_STOP_FILE = "early_stop.json"
+
+
+class StopTraining(Exception):
+    """Raised after an epoch to end nnU-Net's epoch loop early (caught in ``run_training``)."""
+
+
+def plateau(ema: list[float], patience: int, min_delta: float) -> bool:
+    """True when none of the last ``patience`` values rose more than ``min_delta`` above the best before them."""
+    if len(ema) <= patience:
+        return False
+    return max(ema[-patience:]) <= max(ema[:-patience]) + min_delta
 
 
 def _inner_loss(loss):
@@ -71,7 +89,47 @@ class NNUNetHyperparameters:
                     g["nesterov"] = False  # torch refuses Nesterov without momentum
         if s.schedule_epochs is not None and hasattr(scheduler, "max_steps"):
             scheduler.max_steps = int(s.schedule_epochs)
+        if s.poly_exponent is not None and hasattr(scheduler, "exponent"):
+            scheduler.exponent = float(s.poly_exponent)
         return optimizer, scheduler
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()  # nnU-Net's poly step sets the epoch's learning rate
+        s = getattr(self, "_nnunet_settings", None) or NNUNetSettings()
+        e = self.current_epoch
+        if s.warmup_epochs and e < s.warmup_epochs:
+            for g in self.optimizer.param_groups:
+                g["lr"] = g["lr"] * (e + 1) / (s.warmup_epochs + 1)
+            self.logger.local_logger.my_fantastic_logging["lrs"][e] = self.optimizer.param_groups[0]["lr"]
+        if s.ce_weight_late is not None:
+            early = 1.0 if s.ce_weight is None else float(s.ce_weight)
+            frac = e / max(1, self.num_epochs - 1)
+            _inner_loss(self.loss).weight_ce = early + (float(s.ce_weight_late) - early) * frac
+
+    def on_epoch_end(self):
+        super().on_epoch_end()  # nnU-Net's checkpoints of this epoch are written, current_epoch advanced
+        s = getattr(self, "_nnunet_settings", None) or NNUNetSettings()
+        if not s.stop_patience or self.current_epoch >= self.num_epochs:
+            return
+        ema = [float(x) for x in self.logger.local_logger.my_fantastic_logging["ema_fg_dice"]]
+        delta = float(s.stop_min_delta or 0.0)
+        if plateau(ema, int(s.stop_patience), delta):
+            done, total = self.current_epoch, self.num_epochs
+            record = {"stopped_after_epoch": done - 1, "epochs_trained": done, "num_epochs": total,
+                      "epochs_left": total - done, "budget_left": round((total - done) / total, 4),
+                      "best_ema_fg_dice": max(ema), "stop_patience": int(s.stop_patience), "stop_min_delta": delta}
+            if self.local_rank == 0:
+                atomic_write_json(Path(self.output_folder) / EARLY_STOP_FILE, record)
+            self.print_to_log_file(f"HYPERA: stopped early after epoch {done - 1}: the EMA pseudo-Dice has not risen "
+                                   f"by more than {delta:g} for {s.stop_patience} epochs; {total - done} of {total} "
+                                   f"epochs ({record['budget_left']:.0%} of the budget) left")
+            raise StopTraining
+
+    def run_training(self):
+        try:
+            super().run_training()
+        except StopTraining:
+            self.on_train_end()
 
     def load_checkpoint(self, filename_or_checkpoint_dict):
         """nnU-Net's, then this run's momentum and weight decay again: the checkpoint's optimizer state carries the
@@ -129,6 +187,9 @@ class EpochRecord:
         line = {"epoch": epoch, "ema_fg_dice": value("ema_fg_dice"), "train_loss": value("train_losses"),
                 "val_loss": value("val_losses"), "seconds": None if t0 is None or t1 is None else t1 - t0,
                 "num_epochs": int(self.num_epochs)}
+        phases = getattr(self, "last_epoch_phases", None)  # PhaseTiming's parts of this epoch, if it is a base
+        if phases is not None:
+            line["phases"] = phases
         path = Path(self.output_folder) / EPOCHS_FILE
         with open(path, "a", encoding="utf-8") as f:  # one write per line: a kill tears at most the last line
             f.write(json.dumps(line) + "\n")

@@ -32,14 +32,18 @@ from hypera_nnunet.control.safeguards import RollbackGuard
 from hypera_nnunet.errors import ConfigError, HyperaError, exit_with_error
 from hypera_nnunet.nnunet import checkpoint as ckpt
 from hypera_nnunet.nnunet.ddp import broadcast_from_rank0
+from hypera_nnunet.nnunet.experience import find_reference, outcome_of, run_identity
 from hypera_nnunet.nnunet.hyperparameters import EpochRecord, NNUNetHyperparameters
 from hypera_nnunet.nnunet.knobs import NNUNetKnobs
 from hypera_nnunet.nnunet.pause import PauseBudget
 from hypera_nnunet.nnunet.pipeline import scale_transforms
 from hypera_nnunet.nnunet.progress_panel import LOG_PREFIX, HyperaLocalLogger, stack_panel
+from hypera_nnunet.nnunet.run_schedule import RunSchedule
 from hypera_nnunet.nnunet.seeding import SeededTraining, derive
 from hypera_nnunet.nnunet.tensorboard import TensorBoardLog
+from hypera_nnunet.nnunet.timing import PhaseTiming
 from hypera_nnunet.nnunet.trainer_signals import build_signals, total_norm
+from hypera_nnunet.store import ExperienceStore, RunRecorder, new_run_id, store_path
 
 _fail = exit_with_error
 
@@ -55,7 +59,7 @@ def _check_knobs(config) -> None:
             raise ConfigError(f"agent '{name}' names unknown knob(s) {unknown}; registered knobs: {', '.join(KNOBS)}")
 
 
-class HyperaTrainer(NNUNetHyperparameters, EpochRecord, SeededTraining, nnUNetTrainer):
+class HyperaTrainer(RunSchedule, NNUNetHyperparameters, EpochRecord, PhaseTiming, SeededTraining, nnUNetTrainer):
     """nnU-Net with all six HYPERA agents (learning rate, loss weights, batch size, augmentation,
     regularization, optimizer) under one coordinator."""
 
@@ -77,6 +81,8 @@ class HyperaTrainer(NNUNetHyperparameters, EpochRecord, SeededTraining, nnUNetTr
         self.hypera_aug = {"aug_prob": 1.0, "aug_strength": 1.0}
         self.hypera_rebuild_s = 0.0
         self._hypera_state: dict | None = None
+        self._store_run_id: str | None = None  # this run's id in the experience store (kept in checkpoints)
+        self._recorder: RunRecorder | None = None
         self._hypera_lock: FolderLock | None = None
         self._grad_norms: list[torch.Tensor] = []
         self._hypera_s: dict[str, float] = defaultdict(float)  # trainer-side HYPERA seconds since the last line
@@ -89,6 +95,12 @@ class HyperaTrainer(NNUNetHyperparameters, EpochRecord, SeededTraining, nnUNetTr
     def nnunet_settings(self):
         """nnU-Net's own hyperparameters from the configuration's ``nnunet:`` section (null: nnU-Net's)."""
         return self.hypera.nnunet
+
+    def run_configuration(self):
+        return self.hypera
+
+    def set_run_configuration(self, cfg) -> None:
+        self.hypera = cfg
 
     @property
     def hypera_dir(self) -> Path:
@@ -134,10 +146,16 @@ class HyperaTrainer(NNUNetHyperparameters, EpochRecord, SeededTraining, nnUNetTr
         agent_seed = derive(self.hypera.seed if self.hypera_seed is None else self.hypera_seed, self.fold,
                             "agents") % 2**31
         try:
+            reference, note, recorder = self._experience(agent_seed)
             self.coordinator = Coordinator(
                 self.hypera, knobs, self.num_epochs, guard=guard, on_event=self._event, seed=agent_seed,
                 log=DecisionLog(self.hypera_dir / "decisions.jsonl") if self._writes else None,
-                broadcast=broadcast_from_rank0 if self.is_ddp else None)
+                broadcast=broadcast_from_rank0 if self.is_ddp else None,
+                reference=reference, reference_note=note, recorder=recorder)
+            if recorder is not None:
+                recorder.meta["agents"] = {a.name: {"knobs": list(a.knobs), "obs_dim": a.sac.obs_dim}
+                                           for a in self.coordinator.agents}
+                recorder.meta["knob_order"] = list(self.coordinator.knob_order)
             for name, why in self.coordinator.skipped.items():
                 self.print_to_log_file(f"HYPERA: agent '{name}' is off: {why}")
             if self._hypera_state is not None:
@@ -166,6 +184,23 @@ class HyperaTrainer(NNUNetHyperparameters, EpochRecord, SeededTraining, nnUNetTr
                                f"{list(self.coordinator.knob_order)}, strategy: {self.hypera.strategy}, "
                                f"shadow: {self.hypera.shadow}, transfer: {self.hypera.transfer.mode}")
 
+    def _experience(self, agent_seed: int):
+        """The counterfactual reward's reference (if asked for) and this run's recorder (if there is a store)."""
+        store = store_path(self.hypera.store)
+        identity = run_identity(self)
+        reference, note = find_reference(store, identity) if self.hypera.reward.counterfactual else (None, None)
+        if note is not None:
+            self.print_to_log_file(f"HYPERA reward: {note}")
+        self._recorder = None
+        if store is not None and self._writes:
+            self._store_run_id = self._store_run_id or new_run_id(self.fold, self.hypera_seed)
+            meta = {"identity": identity, "trainer": self.__class__.__name__, "variant": self.hypera_variant,
+                    "agent_seed": agent_seed, "reward_reference": note or "plain",
+                    "config": self.hypera.to_dict(), "output_folder": str(self.output_folder)}
+            self._recorder = RunRecorder.resume(ExperienceStore(store), self._store_run_id, meta, self.current_epoch)
+            self.print_to_log_file(f"HYPERA store: run {self._store_run_id} in {store}")
+        return reference, note, self._recorder
+
     def _load_transfer(self, source: str) -> None:
         p = Path(source)
         if p.is_dir():
@@ -173,6 +208,12 @@ class HyperaTrainer(NNUNetHyperparameters, EpochRecord, SeededTraining, nnUNetTr
         policies = load_torch_file(p, f"HYPERA transfer source {source}: policies")
         loaded = self.coordinator.load_policies(policies, str(p))
         self.print_to_log_file(f"HYPERA: {self.hypera.transfer.mode} from {p}: agents {loaded}")
+        store = Path(source)
+        if self.hypera.transfer.mode == "warm_start" and (store / "store.json").is_file():
+            from hypera_nnunet.control.offline import fill_from_store
+
+            added = fill_from_store(self.coordinator.agents, ExperienceStore(store))
+            self.print_to_log_file(f"HYPERA: replay buffers warm-started from the store {store}: {added}")
 
     def _record_grad_norm(self, optimizer, args, kwargs):
         t0 = perf_counter()
@@ -211,6 +252,8 @@ class HyperaTrainer(NNUNetHyperparameters, EpochRecord, SeededTraining, nnUNetTr
 
     def on_epoch_end(self):
         self.coordinator.on_epoch_end(self._signals(), extra_s=self._pop_hypera_s())
+        if self._recorder is not None:
+            self._recorder.epoch_done(self.current_epoch, self.logger.get_value("ema_fg_dice", step=-1))
         if self._tb is not None:
             self._tb.write(self.coordinator.record)
         t0 = perf_counter()
@@ -254,17 +297,24 @@ class HyperaTrainer(NNUNetHyperparameters, EpochRecord, SeededTraining, nnUNetTr
     def perform_actual_validation(self, save_probabilities: bool = False):
         self._lock_fold()  # `nnUNetv2_train --val` validates without training
         super().perform_actual_validation(save_probabilities)
+        if self._recorder is not None and self._writes:
+            outcome = outcome_of(Path(self.output_folder))
+            if outcome is not None:
+                self._recorder.finish(outcome)
 
     # ---- checkpoints (see .checkpoint: atomic, extras beside them) -----------------------------
     def checkpoint_extras(self) -> dict:
         extras = super().checkpoint_extras()
         if self.coordinator is not None:
             extras["hypera"] = self.coordinator.state_dict()
+        if self._store_run_id is not None:
+            extras["store_run_id"] = self._store_run_id
         return extras
 
     def load_checkpoint_extras(self, extras: dict | None) -> None:
         super().load_checkpoint_extras(extras)
         self._hypera_state = (extras or {}).get("hypera")
+        self._store_run_id = (extras or {}).get("store_run_id")
         if self._hypera_state is None:
             self.print_to_log_file("HYPERA: checkpoint has no agent state; agents start fresh.")
 

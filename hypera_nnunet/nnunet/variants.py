@@ -16,20 +16,26 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from hypera_nnunet.errors import HyperaError, exit_with_error
 from hypera_nnunet.nnunet.budget import parse_budget, val_iterations
+from hypera_nnunet.nnunet.experience import StoreBaseline
 from hypera_nnunet.nnunet.hyperparameters import EpochRecord, NNUNetHyperparameters
+from hypera_nnunet.nnunet.run_schedule import RunSchedule
 from hypera_nnunet.nnunet.seeding import SeededTraining
+from hypera_nnunet.nnunet.timing import PhaseTiming
 from hypera_nnunet.nnunet.trainer import HyperaTrainer
 from hypera_nnunet.nnunet.variant_table import BASELINE, CONFIGURED_BASELINE, VARIANTS
 
 PUBLIC_MODULE = "hypera_nnunet.nnunet.trainers"  # where the classes are found and pickled
 
 
-class nnUNetTrainerSeedable(SeededTraining, nnUNetTrainer):
+class nnUNetTrainerSeedable(StoreBaseline, EpochRecord, PhaseTiming, SeededTraining, nnUNetTrainer):
     """nnU-Net's trainer, unchanged unless ``$HYPERA_SEED`` is set: then seeded, with atomic checkpoints that
-    carry the generators' states (the base of the ``nnUNetTrainer_<E>epochs_<I>iters`` baselines)."""
+    carry the generators' states (the base of the ``nnUNetTrainer_<E>epochs_<I>iters`` baselines). Each epoch gets a
+    line in ``fold_X/epochs.jsonl`` with where its time went (:mod:`.timing`), and a seeded run writes its curve to
+    the experience store ``$HYPERA_STORE`` (:mod:`.experience`); nothing else changes."""
 
 
-class nnUNetTrainerConfigured(NNUNetHyperparameters, EpochRecord, SeededTraining, nnUNetTrainer):
+class nnUNetTrainerConfigured(RunSchedule, NNUNetHyperparameters, EpochRecord, PhaseTiming, SeededTraining,
+                              nnUNetTrainer):
     """nnU-Net's trainer without agents, with nnU-Net's hyperparameters from the ``nnunet:`` section of
     ``$HYPERA_CONFIG`` (and its ``save_every``), seeded by ``$HYPERA_SEED``; the trainer of a search's trials
     (``hypera-nnunet search``) and of the configuration a search exports. Without the variable: nnU-Net's values."""
@@ -39,16 +45,22 @@ class nnUNetTrainerConfigured(NNUNetHyperparameters, EpochRecord, SeededTraining
         super().__init__(plans, configuration, fold, dataset_json, device)
         from hypera_nnunet.config import run_config
 
-        try:  # the whole file is checked, before any data is loaded; only nnunet and save_every act here
+        try:  # the whole file is checked, before any data is loaded; nnunet, schedule, store and save_every act
             cfg = run_config("HyperaTrainer")
         except HyperaError as e:
             exit_with_error(e)
-        self._configured = cfg.nnunet
+        self._run_cfg = cfg
         if cfg.save_every:
             self.save_every = int(cfg.save_every)
 
     def nnunet_settings(self):
-        return self._configured
+        return self._run_cfg.nnunet
+
+    def run_configuration(self):
+        return self._run_cfg
+
+    def set_run_configuration(self, cfg) -> None:
+        self._run_cfg = cfg
 
 
 class HyperaTrainer_LR(HyperaTrainer):

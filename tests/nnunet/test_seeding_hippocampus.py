@@ -16,9 +16,9 @@ PLANS = "hyperaCPUPlans"
 FOLD = "3"
 
 
-def _train(hippo, trainer: str, seed: int, keep_as: str, tmp_path):
+def _train(hippo, trainer: str, seed: int, keep_as: str, tmp_path, **extra_env):
     env, name, root = hippo
-    env = {**env, "HYPERA_SEED": str(seed)}
+    env = {**env, "HYPERA_SEED": str(seed), **extra_env}
     run_nnunet(["nnUNetv2_train", "904", "3d_fullres", FOLD, "-tr", trainer, "-p", PLANS, "-device", "cpu"], env=env)
     fold = root / "res" / name / f"{trainer}__{PLANS}__3d_fullres" / f"fold_{FOLD}"
     kept = tmp_path / keep_as
@@ -32,11 +32,18 @@ def _train(hippo, trainer: str, seed: int, keep_as: str, tmp_path):
 @pytest.fixture(scope="module")
 def runs(hippo, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("seeded")
+    store = tmp / "store"
+    cfg = tmp / "counterfactual.yaml"
+    cfg.write_text("reward:\n  counterfactual: true\n  terminal_weight: 1.0\n")
+    # "a" writes its curve to an experience store, "b" does not; the Shadow run reads it for its reward and
+    # records its transitions there: neither may change what nnU-Net trains
     return {
-        "a": _train(hippo, "nnUNetTrainer_2epochs_5iters", 7, "a", tmp),
+        "a": _train(hippo, "nnUNetTrainer_2epochs_5iters", 7, "a", tmp, HYPERA_STORE=str(store)),
         "b": _train(hippo, "nnUNetTrainer_2epochs_5iters", 7, "b", tmp),
-        "shadow": _train(hippo, "HyperaTrainer_Shadow_2epochs_5iters", 7, "shadow", tmp),
+        "shadow": _train(hippo, "HyperaTrainer_Shadow_2epochs_5iters", 7, "shadow", tmp, HYPERA_STORE=str(store),
+                         HYPERA_CONFIG=str(cfg)),
         "other": _train(hippo, "nnUNetTrainer_2epochs_5iters", 8, "other", tmp),
+        "store": store,
     }
 
 
@@ -89,3 +96,41 @@ def test_seeded_runs_with_an_augmentation_worker_are_bit_identical(hippo, tmp_pa
     _, c2, s2 = _train(da, "nnUNetTrainer_2epochs_5iters", 7, "da2", tmp_path)
     assert _same_weights(c1, c2) and c1["logging"]["train_losses"] == c2["logging"]["train_losses"]
     assert _metrics(s1) == _metrics(s2)
+
+
+def test_each_epoch_records_where_its_time_went(runs):
+    """The baseline and the HYPERA trainer both write their epochs' parts (hypera_nnunet.nnunet.timing)."""
+    from hypera_nnunet.nnunet.timing import PARTS
+
+    for key in ("a", "shadow"):
+        lines = [json.loads(x) for x in (runs[key][0] / "epochs.jsonl").read_text().splitlines()]
+        assert [x["epoch"] for x in lines] == [0, 1]
+        for x in lines:
+            p = x["phases"]
+            assert set(p) == {*PARTS, "rest", "wall"}
+            assert min(p["train_data"], p["train_step"], p["val_data"], p["val_step"], p["plot"]) > 0
+            assert p["rest"] >= 0 and abs(sum(p[k] for k in PARTS) + p["rest"] - p["wall"]) < 1e-3
+        assert lines[0]["phases"]["checkpoint"] > 0  # the first EMA pseudo-Dice is always a new best
+
+
+def test_the_store_holds_the_baseline_curve_and_the_agents_run(runs):
+    """The seeded baseline's curve is the Shadow run's reward reference; its transitions and outcome are stored."""
+    from hypera_nnunet.store import ExperienceStore
+
+    store = ExperienceStore(runs["store"])
+    (base,) = store.baselines()
+    ca, sa = runs["a"][1], runs["a"][2]
+    assert base["ema_fg_dice"] == ca["logging"]["ema_fg_dice"] and base["identity"]["seed"] == 7
+    assert base["final"]["foreground_mean"] == sa["foreground_mean"]["Dice"]
+    assert base["identity"]["fold"] == int(FOLD) and base["identity"]["num_epochs"] == 2
+    fold, _, ss = runs["shadow"]
+    lines = [json.loads(x) for x in (fold / "hypera" / "decisions.jsonl").read_text().splitlines()]
+    assert {x["reward_reference"] for x in lines} == {f"baseline {base['key']} (nnUNetTrainer_2epochs_5iters, "
+                                                      f"fold {FOLD}, seed 7)"}
+    (run,) = store.runs()
+    assert set(run.transitions) == set(lines[0]["rewards"])
+    for name, t in run.transitions.items():
+        assert t.epoch.tolist() == [0, 1] and t.done.tolist() == [0, 1]
+        assert t.reward.tolist() == pytest.approx([x["rewards"][name] for x in lines])
+    assert run.outcome["foreground_mean"] == ss["foreground_mean"]["Dice"]
+    assert run.meta["identity"] == {**base["identity"], "trainer": "HyperaTrainer_Shadow_2epochs_5iters"}

@@ -23,8 +23,9 @@ def trained(hippo, tmp_path_factory):
     """All six agents for 3 epochs: paused after 2 (as a killed job would stop), then resumed with --c."""
     env, name, root = hippo
     cfg = tmp_path_factory.mktemp("cfg") / "hypera.json"
+    store = tmp_path_factory.mktemp("store") / "experience"
     cfg.write_text(json.dumps({"agents": {a: {} for a in SIX}, "pause_after_epochs": 2, "seed": 0,
-                               "tensorboard": True}))
+                               "tensorboard": True, "store": str(store)}))
     env = {**env, "HYPERA_CONFIG": str(cfg)}
     cmd = ["nnUNetv2_train", "904", "3d_fullres", "0", "-tr", TRAINER, "-p", PLANS, "-device", "cpu"]
     run_nnunet(cmd, env=env)
@@ -35,7 +36,9 @@ def trained(hippo, tmp_path_factory):
               "agent_files": sorted(p.name for p in (fold / "hypera").glob("checkpoint_*.pt"))}
     with open(fold / "hypera" / "decisions.jsonl", "ab") as f:  # a torn line, as a kill mid-write leaves
         f.write(b'{"epoch": 2, "val')
+    paused["store_epochs"] = json.loads(next(store.glob("runs/*/run.json")).read_text())["epochs_done"]
     run_nnunet(cmd + ["--c"], env=env)
+    paused["store"] = store
     return env, name, root, fold, paused
 
 
@@ -67,6 +70,25 @@ def test_resume_with_c_continues_with_identical_agent_state(trained):
         assert st["buffer"] == lines[1]["agent_state"][agent]["buffer"] + 1
         assert st["decisions"] > lines[1]["agent_state"][agent]["decisions"]
     assert (fold / "checkpoint_final.pth").is_file()
+
+
+def test_the_store_run_continues_across_the_resume(trained):
+    """The paused run wrote two epochs to its store; the resumed run continues the same run id to the end."""
+    from hypera_nnunet.store import ExperienceStore
+
+    env, name, root, fold, paused = trained
+    assert paused["store_epochs"] == 2
+    (run,) = ExperienceStore(paused["store"]).runs()
+    lines = _lines(fold / "hypera" / "decisions.jsonl")
+    assert sorted(run.transitions) == sorted(SIX) and run.meta["resumed_at"] == [2]
+    for agent, t in run.transitions.items():
+        assert sorted(set(t.epoch.tolist())) == [0, 1, 2]
+        per_epoch = {int(e): float(r) for e, r in zip(t.epoch, t.reward)}
+        assert per_epoch == pytest.approx({x["epoch"]: x["rewards"][agent] for x in lines})
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert run.outcome["foreground_mean"] == summary["foreground_mean"]["Dice"]
+    assert run.meta["identity"]["num_epochs"] == 3 and run.meta["ema_fg_dice"] == pytest.approx(
+        torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["logging"]["ema_fg_dice"])
 
 
 def test_decisions_within_bounds_and_applied_to_nnunet(trained):
