@@ -109,6 +109,14 @@ PROTOCOLS: dict[str, Protocol] = {
                     "hyperaCPU2dB16Plans (nnU-Net's 2d patch size, batch 16, features/2), 50 epochs x 25 iterations "
                     "(1250 training steps), seeded; converged = every foreground class >= 0.70 and mean >= 0.75 "
                     "validation Dice (docs/benchmark_protocol.md)."),
+    "cpu-v4": Protocol(
+        name="cpu-v4", plans="hyperaCPU2dB16Plans", epochs=60, iters=25, device="cpu", concurrency=1,
+        env=(*_CPU_ENV, ("HYPERA_PLOT_EVERY", "10")),
+        reduced_plans=ReducedPlans(name="hyperaCPU2dB16Plans", batch_size=16, feature_divisor=2, configuration="2d"),
+        configuration="2d", converged_class_dice=0.70, converged_mean_dice=0.75,
+        description="2-core CPU, unshared, candidate E (written before its runs): cpu-v3's plans with 60 epochs x "
+                    "25 iterations (1500 training steps), nnU-Net's progress plot every 10 epochs instead of every "
+                    "epoch (18% of cpu-v3's epoch time, bit-identical weights), seeded; converged as cpu-v3."),
     "gpu": Protocol(
         name="gpu", plans="nnUNetPlans", epochs=20, iters=50, device="cuda", concurrency=10,
         env=(("nnUNet_n_proc_DA", "1"), ("nnUNet_def_n_proc", "1")),

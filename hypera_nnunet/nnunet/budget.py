@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-EPOCHS = (1, 2, 3, 5, 10, 20, 30, 40, 50, 100)
+EPOCHS = (1, 2, 3, 5, 10, 20, 30, 40, 50, 60, 100)
 ITERS = (5, 10, 20, 25, 50)
 _BUDGET = re.compile(r"^(?P<base>.+?)_(?P<epochs>\d+)epochs(?:_(?P<iters>\d+)iters)?$")
 

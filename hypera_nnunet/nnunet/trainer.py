@@ -37,6 +37,7 @@ from hypera_nnunet.nnunet.hyperparameters import EpochRecord, NNUNetHyperparamet
 from hypera_nnunet.nnunet.knobs import NNUNetKnobs
 from hypera_nnunet.nnunet.pause import PauseBudget
 from hypera_nnunet.nnunet.pipeline import scale_transforms
+from hypera_nnunet.nnunet.plotting import ThinPlots
 from hypera_nnunet.nnunet.progress_panel import LOG_PREFIX, HyperaLocalLogger, stack_panel
 from hypera_nnunet.nnunet.run_schedule import RunSchedule
 from hypera_nnunet.nnunet.seeding import SeededTraining, derive
@@ -59,7 +60,8 @@ def _check_knobs(config) -> None:
             raise ConfigError(f"agent '{name}' names unknown knob(s) {unknown}; registered knobs: {', '.join(KNOBS)}")
 
 
-class HyperaTrainer(RunSchedule, NNUNetHyperparameters, EpochRecord, PhaseTiming, SeededTraining, nnUNetTrainer):
+class HyperaTrainer(RunSchedule, NNUNetHyperparameters, EpochRecord, ThinPlots, PhaseTiming, SeededTraining,
+                    nnUNetTrainer):
     """nnU-Net with all six HYPERA agents (learning rate, loss weights, batch size, augmentation,
     regularization, optimizer) under one coordinator."""
 

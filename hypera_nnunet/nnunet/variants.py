@@ -18,6 +18,7 @@ from hypera_nnunet.errors import HyperaError, exit_with_error
 from hypera_nnunet.nnunet.budget import parse_budget, val_iterations
 from hypera_nnunet.nnunet.experience import StoreBaseline
 from hypera_nnunet.nnunet.hyperparameters import EpochRecord, NNUNetHyperparameters
+from hypera_nnunet.nnunet.plotting import ThinPlots
 from hypera_nnunet.nnunet.run_schedule import RunSchedule
 from hypera_nnunet.nnunet.seeding import SeededTraining
 from hypera_nnunet.nnunet.timing import PhaseTiming
@@ -27,15 +28,15 @@ from hypera_nnunet.nnunet.variant_table import BASELINE, CONFIGURED_BASELINE, VA
 PUBLIC_MODULE = "hypera_nnunet.nnunet.trainers"  # where the classes are found and pickled
 
 
-class nnUNetTrainerSeedable(StoreBaseline, EpochRecord, PhaseTiming, SeededTraining, nnUNetTrainer):
+class nnUNetTrainerSeedable(StoreBaseline, EpochRecord, ThinPlots, PhaseTiming, SeededTraining, nnUNetTrainer):
     """nnU-Net's trainer, unchanged unless ``$HYPERA_SEED`` is set: then seeded, with atomic checkpoints that
     carry the generators' states (the base of the ``nnUNetTrainer_<E>epochs_<I>iters`` baselines). Each epoch gets a
     line in ``fold_X/epochs.jsonl`` with where its time went (:mod:`.timing`), and a seeded run writes its curve to
     the experience store ``$HYPERA_STORE`` (:mod:`.experience`); nothing else changes."""
 
 
-class nnUNetTrainerConfigured(RunSchedule, NNUNetHyperparameters, EpochRecord, PhaseTiming, SeededTraining,
-                              nnUNetTrainer):
+class nnUNetTrainerConfigured(RunSchedule, NNUNetHyperparameters, EpochRecord, ThinPlots, PhaseTiming,
+                              SeededTraining, nnUNetTrainer):
     """nnU-Net's trainer without agents, with nnU-Net's hyperparameters from the ``nnunet:`` section of
     ``$HYPERA_CONFIG`` (and its ``save_every``), seeded by ``$HYPERA_SEED``; the trainer of a search's trials
     (``hypera-nnunet search``) and of the configuration a search exports. Without the variable: nnU-Net's values."""

@@ -1,7 +1,7 @@
 """``hypera-nnunet search run|status|best|export``: hyperparameter search over whole nnU-Net trainings (Optuna).
 
   hypera-nnunet search run SPACE.yaml --study FOLDER [-n 20] [-j 1] [--sampler tpe|random|qmc]
-                                      [--pruner hyperband|median|none] [--seed S]
+                                      [--pruner hyperband|median|curve|none] [--seed S]
   hypera-nnunet search status FOLDER [--json]
   hypera-nnunet search best FOLDER [--json]
   hypera-nnunet search export FOLDER -o best.json
@@ -35,7 +35,8 @@ def _add_run(sub) -> None:
     p.add_argument("-n", "--n-trials", type=int, default=20, help="trials in the study in all (default 20)")
     p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes sharing the journal (default 1)")
     p.add_argument("--sampler", default=None, help="tpe (default), random or qmc")
-    p.add_argument("--pruner", default=None, help="hyperband (default), median or none")
+    p.add_argument("--pruner", default=None,
+                   help="hyperband (default), median, curve (learning-curve extrapolation) or none")
     p.add_argument("--seed", type=int, default=None, help="the sampler's seed (worker i uses seed + i)")
     p.add_argument("--backend", choices=("optuna", "ray"), default="optuna",
                    help="optuna (default: one machine, a journal file) or ray (Ray Tune: ASHA or PBT, local or a "

@@ -91,6 +91,12 @@ def _median(space: SearchSpace, seed: int | None):
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=space.min_epochs)
 
 
+def _curve(space: SearchSpace, seed: int | None):
+    from hypera_nnunet.search.curves import CurvePruner
+
+    return CurvePruner(max_epochs=space.max_epochs, min_epochs=max(5, space.min_epochs))
+
+
 def _no_pruning(space: SearchSpace, seed: int | None):
     import optuna
 
@@ -98,7 +104,7 @@ def _no_pruning(space: SearchSpace, seed: int | None):
 
 
 SAMPLERS: dict[str, Callable] = {"tpe": _tpe, "random": _random, "qmc": _qmc, "ensemble": _ensemble}
-PRUNERS: dict[str, Callable] = {"hyperband": _hyperband, "median": _median, "none": _no_pruning}
+PRUNERS: dict[str, Callable] = {"hyperband": _hyperband, "median": _median, "curve": _curve, "none": _no_pruning}
 
 
 # ---- the study folder -------------------------------------------------------------------------------------------

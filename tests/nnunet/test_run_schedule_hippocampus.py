@@ -34,6 +34,7 @@ def test_schedule_settings_reach_nnunet(env, tmp_path, monkeypatch):
                                           "ce_weight_late": 1.5, "epochs": 5}}))
     monkeypatch.setenv("HYPERA_CONFIG", str(cfg))
     plans = json.loads((root / "pre" / name / f"{PLANS}.json").read_text())
+    plans["continue_training"] = False
     ds = json.loads((root / "pre" / name / "dataset.json").read_text())
     t = tr.nnUNetTrainerConfigured(plans, "3d_fullres", 0, ds, torch.device("cpu"))
     t.initialize()

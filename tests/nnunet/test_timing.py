@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from hypera_nnunet.nnunet import timing
+from hypera_nnunet.errors import HyperaError
+from hypera_nnunet.nnunet import plotting, timing
 
 
 class Clock:
@@ -132,3 +133,26 @@ def test_a_checkpoint_outside_an_epoch_is_not_counted(clock):
     before = dict(tr.last_epoch_phases)
     tr.on_train_end()  # the final checkpoint (4 s) belongs to no epoch
     assert tr.last_epoch_phases == before
+
+
+class ThinTrainer(plotting.ThinPlots, timing.PhaseTiming, Base):
+    num_epochs = 5
+
+
+def test_thinned_plots_every_n_epochs_and_the_last(clock, monkeypatch):
+    monkeypatch.setenv("HYPERA_PLOT_EVERY", "2")
+    tr = ThinTrainer(clock)
+    tr.on_train_start()
+    plots = []
+    for e in range(5):
+        tr.current_epoch = e
+        _epoch(tr, steps=1, val_steps=0)
+        plots.append(tr.last_epoch_phases["plot"])
+    assert plots == [0.0, 0.25, 0.0, 0.25, 0.25]  # after epochs 1 and 3 (every 2nd) and 4 (the last)
+
+
+@pytest.mark.parametrize("value", ["0", "x", "-2"])
+def test_a_bad_plot_interval_is_one_line(value, monkeypatch):
+    monkeypatch.setenv("HYPERA_PLOT_EVERY", value)
+    with pytest.raises(HyperaError, match=f"HYPERA_PLOT_EVERY='{value}': expected an integer >= 1"):
+        plotting.plot_every()

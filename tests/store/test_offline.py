@@ -147,7 +147,8 @@ def test_warm_start_fills_the_buffers_and_knob_mismatches_are_refused(tmp_path):
     bad = RunRecorder(store, "odd", {"agents": {"learning_rate": {"knobs": ["lr", "x"]}}})
     bad.add("learning_rate", np.zeros(4), np.zeros(2), 0.0, np.zeros(4), False, epoch=0)
     bad.flush()
-    with pytest.raises(HyperaError, match=r"runs/run0: agent 'learning_rate' has knobs \['lr'\] and state size 4, earlier runs \['lr', 'x'\]"):
+    with pytest.raises(HyperaError, match=r"runs/run0: agent 'learning_rate' has knobs \['lr'\] and state size 4, "
+                                          r"earlier runs \['lr', 'x'\]"):
         pooled(store, "learning_rate")
 
 
