@@ -41,7 +41,7 @@ def _cmd_fit(args) -> int:
     fit_refiner(folders, ref, output, dataset_json=args.dataset_json, plans_json=args.plans_json,
                 steps=args.steps, seed=args.seed, search=search,
                 weights=RewardWeights(nsd_tolerance_mm=args.nsd_tolerance), min_gain=args.min_gain,
-                max_removed_fraction=args.max_removed_fraction, num_processes=args.np)
+                max_removed_fraction=args.max_removed_fraction, num_processes=args.np, policy=args.policy)
     return 0
 
 
@@ -95,6 +95,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                         "a class's voxels (default 0.5; 1 disables)")
     f.add_argument("--nsd-tolerance", type=float, default=DEFAULT_NSD_TOLERANCE_MM,
                    help=f"NSD tolerance in mm for the reward and report (default {DEFAULT_NSD_TOLERANCE_MM})")
+    f.add_argument("--policy", default="global", choices=("global", "per-case"),
+                   help="global: one chain per class for every case (default); per-case: then a policy that picks "
+                        "each case's refinement from its state, kept per class only if it wins on held-out folds "
+                        "without any class getting worse in Dice, HD95 or NSD")
     f.add_argument("--seed", type=int, default=0, help="seed of the search's Generator (default 0)")
     f.add_argument("-np", type=int, default=1, help="processes for reading the cases (default 1)")
     f.set_defaults(func=_cmd_fit)

@@ -110,7 +110,7 @@ def fit_refiner(folders: Sequence[Path], ref_folder: Path, output: Path, *, data
                 plans_json: Path | None = None, steps: Sequence[str] = STEP_ORDER, seed: int = 0,
                 search: SearchSettings | None = None, weights: RewardWeights | None = None,
                 min_gain: float = 0.0, max_removed_fraction: float = 0.5, num_processes: int = 1,
-                log=print) -> dict:
+                policy: str = "global", log=print) -> dict:
     """Fit and write the refiner to ``output``; returns what was written.
 
     :param folders: ``fold_X/validation`` folders (label maps, ``.npz``, ``.pkl``); each case in one of them.
@@ -125,6 +125,7 @@ def fit_refiner(folders: Sequence[Path], ref_folder: Path, output: Path, *, data
     :param min_gain: mean Dice a class must gain for its chain to be accepted.
     :param max_removed_fraction: the removal guard (1 disables it).
     :param num_processes: processes reading the cases.
+    :param policy: ``global`` (one chain per class) or ``per-case`` (then :func:`.per_case.fit_per_case`).
     :param log: where progress goes.
     """
     search = search if search is not None else SearchSettings()
@@ -148,6 +149,12 @@ def fit_refiner(folders: Sequence[Path], ref_folder: Path, output: Path, *, data
         f"{list(coord.steps)} (CEM: population {search.population}, {search.iterations} iterations, "
         f"<= {search.max_search_cases} search cases, seed {seed})")
     report = coord.fit(cases, info.foreground, log=log)
+    if policy == "per-case":
+        from hypera_nnunet.refine.per_case import fit_per_case
+
+        coord.per_case, report["per_case"] = fit_per_case(coord, cases, info.foreground, report, log=log)
+    elif policy != "global":
+        raise HyperaError(f"--policy {policy!r}: choose global or per-case")
     result = coord.to_dict()
     result["fit"] = {
         "mode": "training (rewards from the labels)",

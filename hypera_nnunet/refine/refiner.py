@@ -55,7 +55,8 @@ from hypera_nnunet.refine.steps import STEP_ORDER, RefinementStep, canonical_nam
 BACKGROUND_CONFIDENT = 0.99
 FORMAT = "hypera-nnunet-refiner"
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+PER_CASE_VERSION = 3  # a refiner with per-case policies: older readers must not apply its chains alone
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ class Refiner:
             raise ConfigError(f"max_removed_fraction must be in (0, 1], got {max_removed_fraction}")
         self.max_removed_fraction = float(max_removed_fraction)
         self.chains: dict[int, ClassChain] = {}
+        self.per_case: dict = {}  # label -> per_case.ClassPolicy (refine fit --policy per-case)
 
     # ---- combination ---------------------------------------------------------------------------------
     def margin(self, spacing) -> np.ndarray:
@@ -202,8 +204,14 @@ class Refiner:
         return reach + 1
 
     @property
+    def labels_fg(self) -> list[int]:
+        """The foreground labels (every label but 0 that the refiner knows)."""
+        return sorted({k for k in self.labels if k != 0} | set(self.chains))
+
+    @property
     def uses_probabilities(self) -> bool:
-        return any(self.steps[a.step].uses_probabilities for p in self.chains.values() for a in p.steps)
+        return bool(self.per_case) or any(self.steps[a.step].uses_probabilities for p in self.chains.values()
+                                          for a in p.steps)
 
     def act(self, seg: np.ndarray, probs: np.ndarray | None, label: int, action: TunedStep,
             spacing) -> tuple[np.ndarray, bool]:
@@ -224,10 +232,18 @@ class Refiner:
             raise HyperaError("this refinement uses nnU-Net's probabilities, but none were given")
         log: dict[int, list] = {lab: [] for lab in sorted(self.chains)}
         box = work_box(seg, probs, self.margin(spacing))
-        if box is None or not any(p.steps for p in self.chains.values()):
+        if box is None or not (any(p.steps for p in self.chains.values()) or self.per_case):
             return seg.copy(), log
         s = seg[box]
         p = None if probs is None else probs[(slice(None), *box)]
+        if self.per_case:
+            from hypera_nnunet.refine.per_case import apply_per_case
+
+            s, chosen = apply_per_case(self, s, p, sorted(self.labels_fg), spacing,
+                                       lambda x, lab, action: self.act(x, p, lab, action, spacing)[0])
+            out = seg.copy()
+            out[box] = s
+            return out, {lab: [{"per_case_candidate": k}] for lab, k in chosen.items()}
         for lab in sorted(self.chains):
             for action in self.chains[lab].steps:
                 new, skipped = self.act(s, p, lab, action, spacing)
@@ -350,7 +366,10 @@ class Refiner:
             "chains": {str(lab): {"name": self.labels.get(lab, str(lab)),
                                   "steps": [a.to_dict() for a in chain.steps]}
                        for lab, chain in sorted(self.chains.items())},
-        }
+        } | ({"version": PER_CASE_VERSION,
+              "per_case": {str(lab): {"candidates": [[a.to_dict() for a in c] for c in pol.candidates],
+                                      "policy": pol.bandit.to_dict()}
+                           for lab, pol in sorted(self.per_case.items())}} if self.per_case else {})
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "refiner") -> Refiner:
@@ -378,6 +397,14 @@ class Refiner:
                         raise ConfigError(f"class {label} uses step '{a['step']}', not among {list(refiner.steps)}")
                     tuned.append(TunedStep(a["step"], refiner.steps[a["step"]].params_from_dict(a["params"])))
                 refiner.chains[label] = ClassChain(label, tuple(tuned))
+            if d.get("per_case"):
+                from hypera_nnunet.refine.case_policy import RidgeBandit
+                from hypera_nnunet.refine.per_case import ClassPolicy
+
+                for key, pc in d["per_case"].items():
+                    cands = tuple(tuple(TunedStep(a["step"], refiner.steps[a["step"]].params_from_dict(a["params"]))
+                                        for a in c) for c in pc["candidates"])
+                    refiner.per_case[int(key)] = ClassPolicy(int(key), cands, RidgeBandit.from_dict(pc["policy"]))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise HyperaError(f"{source} is not a valid refiner: {type(e).__name__}: {e}") from None
         return refiner
