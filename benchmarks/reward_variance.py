@@ -49,7 +49,7 @@ def explained(rewards: np.ndarray) -> dict:
     ss_total = float(((rewards - grand) ** 2).sum())
     ss_between = float(n * ((rewards.mean(0) - grand) ** 2).sum())
     ss_within = ss_total - ss_between
-    ms_within = ss_within / (n * e - e)
+    ms_within = ss_within / (n * e - e) if n > 1 else float("nan")
     x = np.tile(np.arange(e, dtype=float), n)
     coef = np.polyfit(x, rewards.ravel(), 3)
     resid = rewards.ravel() - np.polyval(coef, x)

@@ -49,6 +49,7 @@ def run_row(fold_dir: Path, commands: dict[str, dict]) -> dict:
     cmd = commands.get(str(fold_dir.resolve()))
     if cmd is not None:
         row.update(run_wall_s=cmd["wall_s"], cpu_s=cmd.get("cpu_s"), load_avg_mean=cmd.get("load_avg_mean"),
+                   load_avg_max=cmd.get("load_avg_max"),
                    outside_epochs_s=round(cmd["wall_s"] - parts["wall"], 2))
     return row
 
@@ -58,15 +59,17 @@ def _mean(rows: list[dict], get) -> float | None:
     return round(statistics.fmean(vals), 2) if vals else None
 
 
-def summarise(rows: dict[str, list[dict]]) -> dict:
+def summarise(rows: dict[str, list[dict]], max_load: float | None = None) -> dict:
+    """Each label's means over its runs whose load average stayed at most ``max_load`` (others: ``excluded``)."""
     out = {}
-    for label, rs in rows.items():
+    for label, all_rs in rows.items():
+        rs = [r for r in all_rs if max_load is None or (r.get("load_avg_max") or 0) <= max_load]
         m = {f"{k}_s": _mean(rs, lambda r, k=k: r["parts_s"][k]) for k in PARTS}
         m["run_wall_s"] = _mean(rs, lambda r: r.get("run_wall_s"))
         m["outside_epochs_s"] = _mean(rs, lambda r: r.get("outside_epochs_s"))
         m["cpu_s"] = _mean(rs, lambda r: r.get("cpu_s"))
         m["hypera_timed_total_s"] = _mean(rs, lambda r: r["hypera_timed_s"].get("total"))
-        out[label] = {"n_runs": len(rs), "mean": m}
+        out[label] = {"n_runs": len(rs), "excluded": [r["folder"] for r in all_rs if r not in rs], "mean": m}
     labels = list(out)
     for label in labels[1:]:
         base, cand = out[labels[0]]["mean"], out[label]["mean"]
@@ -80,6 +83,8 @@ def main() -> None:
     ap.add_argument("--run", action="append", required=True, metavar="LABEL=FOLD_DIR",
                     help="a fold folder of a finished training, under a label (repeat; the first label is the base)")
     ap.add_argument("--runs", action="append", type=Path, default=[], help="the harness's runs.jsonl (repeatable)")
+    ap.add_argument("--max-load", type=float, default=None,
+                    help="leave runs whose load average rose above this out of the means (something else ran)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     commands = {}
@@ -93,7 +98,7 @@ def main() -> None:
         if not sep:
             raise SystemExit(f"--run {spec!r}: expected LABEL=FOLD_DIR")
         rows.setdefault(label, []).append(run_row(Path(folder), commands))
-    result = {"runs": rows, "summary": summarise(rows)}
+    result = {"runs": rows, "max_load": a.max_load, "summary": summarise(rows, a.max_load)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["summary"], indent=1))

@@ -2,11 +2,12 @@
 (beta, gamma, kappa by Bayesian optimisation, here Optuna's TPE, to maximise the rank correlation between the
 low-fidelity score and the full-fidelity value), and what it can and cannot do.
 
-**It cannot rank differently from V.** For beta > 0 and kappa > 0 the score is a strictly increasing function of
-the low-fidelity value V (ln, the sigmoid and a positive power are all increasing), so it orders trials exactly as
-V does; for beta < 0 exactly in reverse. A rank correlation, and any promotion rule that keeps the top trials, is
-therefore the same as with V itself; the fit can only lose, where the sigmoid saturates in floating point and makes
-distinct V equal (ties). :func:`fit_hyperscore` reports both correlations so that this is measured, not assumed.
+**It ranks like V, except where it saturates.** For beta > 0 and kappa > 0 the score is a strictly increasing
+function of the low-fidelity value V (ln, the sigmoid and a positive power are all increasing), so it orders trials
+as V does; for beta < 0 in reverse. The one way it can order them differently is floating-point saturation: where
+``sigmoid`` rounds to 1.0 (or 0.0) distinct values of V tie. A fit that maximises a rank correlation in-sample uses
+exactly that, as a clip of V at a fitted threshold; such ties can raise or lower a rank correlation by chance.
+:func:`fit_hyperscore` reports both correlations and whether the order is V's (``same_order_as_low``).
 """
 
 from __future__ import annotations

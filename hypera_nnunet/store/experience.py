@@ -215,8 +215,9 @@ class ExperienceStore:
             lines.append(f"  agent {a}: {n} transitions")
         for r in runs:
             m = r.meta
+            ident = m.get("identity") or {}
             fg = (r.outcome or {}).get("foreground_mean")
-            lines.append(f"  run {r.run_id}: {m.get('trainer')} fold {m.get('fold')} seed {m.get('seed')}, "
+            lines.append(f"  run {r.run_id}: {m.get('trainer')} fold {ident.get('fold')} seed {ident.get('seed')}, "
                          f"{m.get('epochs_done', 0)} epoch(s), reward {m.get('reward_reference', '?')}, "
                          f"final fg Dice {'-' if fg is None else f'{fg:.4f}'}")
         return "\n".join(lines)

@@ -66,8 +66,20 @@ def test_the_hyperscore_orders_trials_as_its_input_does():
         assert np.array_equal(np.argsort(s), np.argsort(low))  # strictly increasing in V
         assert top_k_hits(s, full, 5) == top_k_hits(low, full, 5)
     fit = fit_hyperscore(low, full, n_trials=60)
-    assert fit["rho_hyperscore"] <= fit["rho_low"] + 1e-12  # it can tie V, never beat it
-    assert fit["rho_hyperscore"] == pytest.approx(fit["rho_low"], abs=1e-9) and fit["same_order_as_low"]
+    if fit["same_order_as_low"]:  # no saturation: exactly V's correlation
+        assert fit["rho_hyperscore"] == pytest.approx(fit["rho_low"], abs=1e-12)
+
+
+def test_saturation_ties_are_the_only_way_the_hyperscore_reorders():
+    """sigmoid(10 ln v + 40) rounds to 1.0 for the three largest v: they tie, which here raises Spearman's rho
+    from 0.6 to 8 / sqrt(80) (ranks [1, 2, 4, 4, 4] against [1, 2, 5, 4, 3])."""
+    from scipy.stats import spearmanr
+
+    low, full = np.array([0.2, 0.5, 0.96, 0.97, 0.98]), np.array([0.0, 1.0, 4.0, 3.0, 2.0])
+    s = hyperscore(low, 10.0, 40.0, 1.0)
+    assert s[2] == s[3] == s[4] == 200.0 and s[0] < s[1] < s[2]
+    assert spearmanr(low, full).statistic == pytest.approx(0.6)
+    assert spearmanr(s, full).statistic == pytest.approx(8 / np.sqrt(80))
     assert hyperscore([1.0], 0.0, 0.0, 1.0)[0] == pytest.approx(100 * 1.5)  # sigmoid(0) = 1/2
-    rates = promotion_rates([low, low[::-1]], [full, full[::-1]], 5, fit["params"])
-    assert rates["raw"] == rates["hyperscore"]
+    rates = promotion_rates([low], [full], 1, {"beta": 10.0, "gamma": 40.0, "kappa": 1.0})
+    assert rates == {"k": 1, "studies": 1, "raw": 0.0, "hyperscore": 1.0}  # the tie's first index is the best

@@ -157,6 +157,7 @@ def test_agents_cli_info_and_train(tmp_path, capsys):
     assert main(["agents", "info", "--store", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
     assert "2 run(s), 0 with an outcome, 0 baseline curve(s)" in out and "agent learning_rate: 16 transitions" in out
+    assert "run run1: None fold 0 seed 1, 0 epoch(s), reward ?, final fg Dice -" in out
     assert main(["agents", "train", "--store", str(tmp_path / "s"), "--updates", "16"]) == 0
     policies = torch.load(tmp_path / "s" / "policies.pt", weights_only=False)
     assert list(policies["agents"]) == ["learning_rate"] and policies["offline"]["reward_mode"] == "stored"
