@@ -189,6 +189,9 @@ class HyperaTrainer(RunSchedule, NNUNetHyperparameters, EpochRecord, ThinPlots, 
     def _experience(self, agent_seed: int):
         """The counterfactual reward's reference (if asked for) and this run's recorder (if there is a store)."""
         store = store_path(self.hypera.store)
+        self._recorder = None
+        if store is None and not self.hypera.reward.counterfactual:
+            return None, None, None  # nothing to read or write: no identity to compute
         identity = run_identity(self)
         reference, note = find_reference(store, identity) if self.hypera.reward.counterfactual else (None, None)
         if note is not None:
