@@ -1,12 +1,16 @@
-"""Evidence for the segmentation agents on Hippocampus cross-validation predictions (issue 4, item 5).
+"""Evidence for the segmentation agents on Hippocampus cross-validation predictions (issues 4 and 17).
 
 Held-out-fold protocol, for each fold k of nnU-Net's 5-fold cross-validation (``fold_k/validation`` of
 ``nnUNetv2_train --npz``):
 
-1. ``hypera-nnunet refine fit`` on the validation predictions of the other four folds;
-2. nnU-Net's own ``nnUNetv2_determine_postprocessing`` on the same four folds (their label maps merged into
+1. nnU-Net's own ``nnUNetv2_determine_postprocessing`` on the other four folds (their label maps merged into
    one folder, as nnU-Net does for ``crossval_results_folds_*``);
-3. both applied to fold k (``refine apply``; ``nnUNetv2_apply_postprocessing``), which neither has seen.
+2. ``hypera-nnunet refine fit --policy per-case --postprocessing <that postprocessing.pkl>`` on the same four
+   folds: the refinement starts from nnU-Net's postprocessing (``--from-raw``: from the raw predictions, as
+   before issue 17). The per-case fit runs the global fit first; the global refiner is the per-case refiner
+   without its policies;
+3. all applied to fold k (``nnUNetv2_apply_postprocessing``; ``refine apply`` with either refiner), which none
+   has seen. Four methods per case: raw, nnU-Net's postprocessing, the global fit, the per-case policy.
 
 Every case is thus scored once, by a refinement fitted without it. Metrics per case and class, against
 ``$nnUNet_preprocessed/<dataset>/gt_segmentations`` (what nnU-Net's cross-validation uses): Dice, HD95 and
@@ -41,7 +45,8 @@ from hypera_nnunet.common.atomic_io import atomic_write_json
 from hypera_nnunet.refine import metrics
 from hypera_nnunet.refine.io import DatasetInfo, list_cases, read_seg
 
-METHODS = ("raw", "nnunet_pp", "refined")
+METHODS = ("raw", "nnunet_pp", "global", "per_case")
+REFINED = ("global", "per_case")
 
 
 def sh(cmd: list[str], log: Path, env: dict | None = None) -> float:
@@ -111,6 +116,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-search-cases", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--nsd-tolerance", type=float, default=metrics.DEFAULT_NSD_TOLERANCE_MM)
+    ap.add_argument("--from-raw", action="store_true",
+                    help="fit the refinement on the raw predictions (the behaviour before --postprocessing existed)")
     ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. where the folds came from)")
     args = ap.parse_args(argv)
 
@@ -140,14 +147,7 @@ def main(argv=None) -> int:
         fd = work / f"fold_{k}"
         fd.mkdir()
         others = [val[j] for j in args.folds if j != k]
-        refiner = fd / "refiner.json"
-        cmd = [*hypera, "fit", "-i", *map(str, others), "-ref", str(gt), "-o", str(refiner),
-               "--population", str(args.population), "--iterations", str(args.iterations),
-               "--max-search-cases", str(args.max_search_cases), "--seed", str(args.seed),
-               "--nsd-tolerance", str(args.nsd_tolerance)]
-        t_fit = sh(cmd, log, env)
-        out["commands"].append(cmd)
-        # nnU-Net's postprocessing, determined on the same four folds
+        # nnU-Net's postprocessing, determined on the four other folds (merged, as nnU-Net's crossval results)
         merged = fd / "merged_other_folds"
         merged.mkdir()
         for f in others:
@@ -159,25 +159,42 @@ def main(argv=None) -> int:
         t_pp_fit = sh(cmd, log, env)
         out["commands"].append(cmd)
         pkl = merged / "postprocessing.pkl"
+        # the refinement, fitted on the same four folds, starting from that postprocessing (--postprocessing):
+        # the per-case fit runs the global fit first, so the global refiner is the per-case one without policies
+        refiner_pc = fd / "refiner_per_case.json"
+        cmd = [*hypera, "fit", "-i", *map(str, others), "-ref", str(gt), "-o", str(refiner_pc),
+               "--population", str(args.population), "--iterations", str(args.iterations),
+               "--max-search-cases", str(args.max_search_cases), "--seed", str(args.seed),
+               "--nsd-tolerance", str(args.nsd_tolerance), "--policy", "per-case"]
+        if not args.from_raw:
+            cmd += ["--postprocessing", str(pkl)]
+        t_fit = sh(cmd, log, env)
+        out["commands"].append(cmd)
+        fit = json.loads(refiner_pc.read_text())
+        glob_doc = {key: v for key, v in fit.items() if key not in ("per_case", "fit")}
+        glob_doc["version"] = 4 if glob_doc.get("start") else 2
+        refiner_gl = fd / "refiner_global.json"
+        atomic_write_json(refiner_gl, glob_doc)
         pp_out = fd / "nnunet_pp"
         cmd = [exe("nnUNetv2_apply_postprocessing"), "-i", str(val[k]), "-o", str(pp_out), "-pp_pkl_file", str(pkl),
                "-np", "1", "-plans_json", str(model / "plans.json"), "-dataset_json", str(model / "dataset.json")]
         sh(cmd, log, env)
         out["commands"].append(cmd)
         pp_times = time_nnunet_pp(pkl, val[k], info, fd / "pp_timing")
-        refined = fd / "refined"
-        cmd = ["taskset", "-c", "0", *hypera, "apply", "-i", str(val[k]), "-o", str(refined), "-m", str(refiner),
-               "-np", "1"]
-        if shutil.which("taskset") is None:
-            cmd = cmd[3:]
-        sh(cmd, log, env)
-        out["commands"].append(cmd)
-        rj = json.loads((refined / "refinement.json").read_text())
-        fit = json.loads(refiner.read_text())
+        folders = {"raw": val[k], "nnunet_pp": pp_out}
+        applied = {}
+        for method, refiner in (("global", refiner_gl), ("per_case", refiner_pc)):
+            folders[method] = fd / f"refined_{method}"
+            cmd = ["taskset", "-c", "0", *hypera, "apply", "-i", str(val[k]), "-o", str(folders[method]),
+                   "-m", str(refiner), "-np", "1"]
+            if shutil.which("taskset") is None:
+                cmd = cmd[3:]
+            sh(cmd, log, env)
+            out["commands"].append(cmd)
+            applied[method] = json.loads((folders[method] / "refinement.json").read_text())
         pp_json = json.loads((merged / "postprocessing.json").read_text())
         cases = list_cases(val[k], info.file_ending)
-        scores = {m: score_folder(f, gt, info, cases, args.nsd_tolerance)
-                  for m, f in (("raw", val[k]), ("nnunet_pp", pp_out), ("refined", refined))}
+        scores = {m: score_folder(folders[m], gt, info, cases, args.nsd_tolerance) for m in METHODS}
         # raw Dice must equal nnU-Net's own evaluation of this fold
         summary_file = val[k] / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {"metric_per_case": []}
@@ -190,7 +207,7 @@ def main(argv=None) -> int:
                     max_dev = max(max_dev, abs(ours - theirs))
         # nnU-Net's own evaluation reads all three folders unchanged; its Dice must equal ours
         nn_dev = {}
-        for m, folder in (("raw", val[k]), ("nnunet_pp", pp_out), ("refined", refined)):
+        for m, folder in folders.items():
             nn_summary = fd / f"nnunet_eval_{m}.json"
             cmd = [exe("nnUNetv2_evaluate_folder"), str(gt), str(folder), "-djfile", str(model / "dataset.json"),
                    "-pfile", str(model / "plans.json"), "-o", str(nn_summary), "-np", "1", "--chill"]
@@ -206,21 +223,27 @@ def main(argv=None) -> int:
             nn_dev[m] = dev
         for c in cases:
             out["cases"][c] = {"fold": k, **{m: scores[m][c] for m in METHODS},
-                               "seconds": {"refined": rj["cases"][c]["seconds"]}}
+                               "seconds": {m: applied[m]["cases"][c]["seconds"] for m in applied},
+                               "per_case_choice": {lab: v["steps"][0]["per_case_candidate"]
+                                                   for lab, v in applied["per_case"]["cases"][c]["classes"].items()
+                                                   if v["steps"] and "per_case_candidate" in v["steps"][0]}}
         for c, t in zip(cases, pp_times):
             out["cases"][c]["seconds"]["nnunet_pp"] = t
         out["folds"][str(k)] = {
             "fit_on_folds": [j for j in args.folds if j != k], "n_fit_cases": len(fit["fit"]["cases"]),
-            "n_test_cases": len(cases), "refiner_chains": fit["chains"],
+            "n_test_cases": len(cases), "refiner_chains": fit["chains"], "refiner_start": fit.get("start", []),
+            "per_case_fit": fit["fit"].get("per_case"),
+            "per_case_accepted": sorted(fit.get("per_case", {})),
             "refiner_fit_metrics_before": fit["fit"]["metrics_before"],
             "refiner_fit_metrics_after": fit["fit"]["metrics_after"],
             "nnunet_pp": {"functions": pp_json["postprocessing_fns"], "kwargs": pp_json["postprocessing_kwargs"]},
             "seconds": {"refine_fit_wall": t_fit, "nnunet_determine_pp_wall": t_pp_fit,
-                        "refine_apply_per_case_mean": rj["seconds"]["per_case_mean"]},
+                        "refine_apply_per_case_mean": {m: a["seconds"]["per_case_mean"] for m, a in applied.items()}},
             "raw_dice_max_abs_deviation_from_nnunet_summary": max_dev,
             "dice_max_abs_deviation_from_nnUNetv2_evaluate_folder": nn_dev,
         }
-        print(f"fold {k}: fit {t_fit:.0f} s, chains {json.dumps(fit['chains'])}; nnU-Net pp "
+        print(f"fold {k}: fit {t_fit:.0f} s, chains {json.dumps(fit['chains'])}, per-case policies for classes "
+              f"{sorted(fit.get('per_case', {}))}; nnU-Net pp "
               f"{pp_json['postprocessing_fns']}; raw Dice check {max_dev:.2e}, "
               f"nnUNetv2_evaluate_folder Dice check {nn_dev}", flush=True)
 
@@ -233,10 +256,12 @@ def main(argv=None) -> int:
             vals = {m: [out["cases"][c][m][lab][metric] for c in cases] for m in METHODS}
             agg[lab][metric] = {m: {"mean": metrics.nanmean(vals[m]),
                                     "undefined": int(sum(math.isnan(v) for v in vals[m]))} for m in METHODS}
-            agg[lab][metric]["refined_minus_raw"] = paired(vals["raw"], vals["refined"], args.seed)
             agg[lab][metric]["nnunet_pp_minus_raw"] = paired(vals["raw"], vals["nnunet_pp"], args.seed)
-            agg[lab][metric]["refined_minus_nnunet_pp"] = paired(vals["nnunet_pp"], vals["refined"], args.seed)
-    secs = {m: [out["cases"][c]["seconds"][m] for c in cases] for m in ("refined", "nnunet_pp")}
+            for m in REFINED:
+                agg[lab][metric][f"{m}_minus_raw"] = paired(vals["raw"], vals[m], args.seed)
+                agg[lab][metric][f"{m}_minus_nnunet_pp"] = paired(vals["nnunet_pp"], vals[m], args.seed)
+            agg[lab][metric]["per_case_minus_global"] = paired(vals["global"], vals["per_case"], args.seed)
+    secs = {m: [out["cases"][c]["seconds"][m] for c in cases] for m in (*REFINED, "nnunet_pp")}
     out["summary"] = {"n_cases": len(cases), "per_class": agg,
                       "seconds_per_case": {m: {"mean": float(np.mean(v)), "median": float(np.median(v)),
                                                "max": float(np.max(v))} for m, v in secs.items()}}
@@ -251,22 +276,23 @@ def main(argv=None) -> int:
 
 def markdown_table(out: dict) -> str:
     tol = out["nsd_tolerance_mm"]
-    lines = ["| class | metric | raw nnU-Net | nnU-Net postprocessing | refinement | refinement − raw (95 % CI) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| class | metric | raw nnU-Net | nnU-Net pp | global fit | per-case policy | global − pp [95% CI] | "
+             "per-case − pp [95% CI] |", "|---|---|---|---|---|---|---|---|"]
+
+    def ci(d: dict) -> str:
+        lo, hi, mean = (math.nan if d.get(k) is None else d[k] for k in ("ci_low", "ci_high", "mean_diff"))
+        return f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+
     for lab, a in out["summary"]["per_class"].items():
         for metric in ("Dice", "HD95", "NSD"):
             m = a[metric]
-            d = m["refined_minus_raw"]
-            lo, hi = (math.nan if d.get(k) is None else d[k] for k in ("ci_low", "ci_high"))
-            mean = math.nan if d.get("mean_diff") is None else d["mean_diff"]
             name = f"NSD@{tol:g}mm" if metric == "NSD" else metric + (" (mm)" if metric == "HD95" else "")
-            lines.append(f"| {lab} {a['name']} | {name} | {m['raw']['mean']:.4f} | {m['nnunet_pp']['mean']:.4f} | "
-                         f"{m['refined']['mean']:.4f} | {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
+            lines.append(f"| {lab} {a['name']} | {name} | " + " | ".join(f"{m[x]['mean']:.4f}" for x in METHODS)
+                         + f" | {ci(m['global_minus_nnunet_pp'])} | {ci(m['per_case_minus_nnunet_pp'])} |")
     s = out["summary"]["seconds_per_case"]
     lines.append("")
-    lines.append(f"Seconds per case (read, refine, write; one process): refinement mean {s['refined']['mean']:.3f}, "
-                 f"median {s['refined']['median']:.3f}, max {s['refined']['max']:.3f}; nnU-Net postprocessing "
-                 f"mean {s['nnunet_pp']['mean']:.3f}.")
+    lines.append("Seconds per case (read, refine, write; one process): " + ", ".join(
+        f"{m} mean {s[m]['mean']:.3f} (max {s[m]['max']:.3f})" for m in (*REFINED, "nnunet_pp")) + ".")
     return "\n".join(lines)
 
 

@@ -41,7 +41,8 @@ def _cmd_fit(args) -> int:
     fit_refiner(folders, ref, output, dataset_json=args.dataset_json, plans_json=args.plans_json,
                 steps=args.steps, seed=args.seed, search=search,
                 weights=RewardWeights(nsd_tolerance_mm=args.nsd_tolerance), min_gain=args.min_gain,
-                max_removed_fraction=args.max_removed_fraction, num_processes=args.np, policy=args.policy)
+                max_removed_fraction=args.max_removed_fraction, num_processes=args.np, policy=args.policy,
+                postprocessing=args.postprocessing)
     return 0
 
 
@@ -99,6 +100,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="global: one chain per class for every case (default); per-case: then a policy that picks "
                         "each case's refinement from its state, kept per class only if it wins on held-out folds "
                         "without any class getting worse in Dice, HD95 or NSD")
+    f.add_argument("--postprocessing", type=_path, metavar="PKL",
+                   help="start from nnU-Net's postprocessing: the postprocessing.pkl of "
+                        "nnUNetv2_determine_postprocessing (or find_best_configuration), applied to every case "
+                        "before the steps, in fit and apply (default: start from the raw prediction)")
     f.add_argument("--seed", type=int, default=0, help="seed of the search's Generator (default 0)")
     f.add_argument("-np", type=int, default=1, help="processes for reading the cases (default 1)")
     f.set_defaults(func=_cmd_fit)

@@ -74,6 +74,15 @@ def _load_raw(job: tuple[str, str, int]):
     return case, pred.seg, ref, pred.probs, pred.spacing, fold
 
 
+def _started(coord: Refiner, seg):
+    """The case as the refinement starts from it: after nnU-Net's postprocessing, if the refiner has one."""
+    if not coord.start:
+        return seg
+    from hypera_nnunet.refine.start import apply_start
+
+    return apply_start(seg, coord.start)
+
+
 def load_fit_cases(folders: Sequence[Path], ref_folder: Path, info: io.DatasetInfo,
                    coord: Refiner, num_processes: int = 1) -> list[FitCase]:
     ref_folder = Path(ref_folder)
@@ -94,13 +103,15 @@ def load_fit_cases(folders: Sequence[Path], ref_folder: Path, info: io.DatasetIn
     if num_processes > 1:
         with multiprocessing.get_context("spawn").Pool(num_processes, _init_loader, (info, str(ref_folder))) as pool:
             for name, seg, ref, probs, spacing, fold in pool.imap(_load_raw, jobs):
-                out.append(FitCase.from_arrays(name, seg, ref, probs, spacing, coord.margin(spacing), fold))
+                out.append(FitCase.from_arrays(name, _started(coord, seg), ref, probs, spacing, coord.margin(spacing),
+                                               fold))
     else:
         _init_loader(info, str(ref_folder))
         try:
             for job in jobs:
                 name, seg, ref, probs, spacing, fold = _load_raw(job)
-                out.append(FitCase.from_arrays(name, seg, ref, probs, spacing, coord.margin(spacing), fold))
+                out.append(FitCase.from_arrays(name, _started(coord, seg), ref, probs, spacing, coord.margin(spacing),
+                                               fold))
         finally:
             _LOADER.clear()
     return out
@@ -110,7 +121,7 @@ def fit_refiner(folders: Sequence[Path], ref_folder: Path, output: Path, *, data
                 plans_json: Path | None = None, steps: Sequence[str] = STEP_ORDER, seed: int = 0,
                 search: SearchSettings | None = None, weights: RewardWeights | None = None,
                 min_gain: float = 0.0, max_removed_fraction: float = 0.5, num_processes: int = 1,
-                policy: str = "global", log=print) -> dict:
+                policy: str = "global", postprocessing: Path | None = None, log=print) -> dict:
     """Fit and write the refiner to ``output``; returns what was written.
 
     :param folders: ``fold_X/validation`` folders (label maps, ``.npz``, ``.pkl``); each case in one of them.
@@ -126,6 +137,8 @@ def fit_refiner(folders: Sequence[Path], ref_folder: Path, output: Path, *, data
     :param max_removed_fraction: the removal guard (1 disables it).
     :param num_processes: processes reading the cases.
     :param policy: ``global`` (one chain per class) or ``per-case`` (then :func:`.per_case.fit_per_case`).
+    :param postprocessing: nnU-Net's ``postprocessing.pkl``: every case starts from its output, in fit and apply
+        (:mod:`.start`); None: from nnU-Net's raw prediction.
     :param log: where progress goes.
     """
     search = search if search is not None else SearchSettings()
@@ -142,6 +155,12 @@ def fit_refiner(folders: Sequence[Path], ref_folder: Path, output: Path, *, data
     info = io.DatasetInfo.load(ds_path, plans_path)
     coord = Refiner(steps, labels=info.labels, seed=seed, weights=weights, search=search,
                                          min_gain=min_gain, max_removed_fraction=max_removed_fraction)
+    if postprocessing is not None:
+        from hypera_nnunet.refine.start import read_postprocessing
+
+        coord.start = read_postprocessing(postprocessing)
+        log(f"starting from nnU-Net's postprocessing {postprocessing}: "
+            f"{[st.to_dict() for st in coord.start] or 'no function (nnU-Net chose none)'}")
     t0 = time.perf_counter()
     cases = load_fit_cases(folders, ref_folder, info, coord, num_processes)
     t_load = time.perf_counter() - t0

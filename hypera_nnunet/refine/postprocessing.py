@@ -62,11 +62,15 @@ _FUNCTIONS = {MorphologyStep.name: refine_shape, ComponentFilterStep.name: refin
 
 
 def chains_to_postprocessing(refiner) -> tuple[list, list[dict]]:
-    """A fitted refiner's chains as nnU-Net's ``(pp_fns, pp_fn_kwargs)``; segmentation-only steps only.
+    """A fitted refiner's chains as nnU-Net's ``(pp_fns, pp_fn_kwargs)``; segmentation-only steps only. A
+    refiner that starts from nnU-Net's postprocessing (:mod:`.start`) has that chain first.
 
     :param refiner: a :class:`~hypera_nnunet.refine.refiner.Refiner`.
     """
-    fns, kwargs = [], []
+    from hypera_nnunet.refine.start import _call_kwargs
+
+    fns = [st.function() for st in refiner.start]
+    kwargs = [_call_kwargs(st) for st in refiner.start]
     for label in sorted(refiner.chains):
         for tuned in refiner.chains[label].steps:
             if tuned.step not in _FUNCTIONS:

@@ -56,7 +56,8 @@ BACKGROUND_CONFIDENT = 0.99
 FORMAT = "hypera-nnunet-refiner"
 FORMAT_VERSION = 2
 PER_CASE_VERSION = 3  # a refiner with per-case policies: older readers must not apply its chains alone
-READABLE_VERSIONS = (1, 2, 3)
+START_VERSION = 4  # a refiner that starts from nnU-Net's postprocessing (:mod:`.start`): older readers would skip it
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ class Refiner:
         self.max_removed_fraction = float(max_removed_fraction)
         self.chains: dict[int, ClassChain] = {}
         self.per_case: dict = {}  # label -> per_case.ClassPolicy (refine fit --policy per-case)
+        self.start: tuple = ()  # start.StartStep chain applied before everything (refine fit --postprocessing)
 
     # ---- combination ---------------------------------------------------------------------------------
     def margin(self, spacing) -> np.ndarray:
@@ -231,6 +233,10 @@ class Refiner:
         if probs is None and self.uses_probabilities:
             raise HyperaError("this refinement uses nnU-Net's probabilities, but none were given")
         log: dict[int, list] = {lab: [] for lab in sorted(self.chains)}
+        if self.start:
+            from hypera_nnunet.refine.start import apply_start
+
+            seg = apply_start(seg, self.start)
         box = work_box(seg, probs, self.margin(spacing))
         if box is None or not (any(p.steps for p in self.chains.values()) or self.per_case):
             return seg.copy(), log
@@ -369,11 +375,12 @@ class Refiner:
         } | ({"version": PER_CASE_VERSION,
               "per_case": {str(lab): {"candidates": [[a.to_dict() for a in c] for c in pol.candidates],
                                       "policy": pol.bandit.to_dict()}
-                           for lab, pol in sorted(self.per_case.items())}} if self.per_case else {})
+                           for lab, pol in sorted(self.per_case.items())}} if self.per_case else {}) | (
+            {"version": START_VERSION, "start": [st.to_dict() for st in self.start]} if self.start else {})
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "refiner") -> Refiner:
-        """A refiner from :meth:`to_dict`'s data (format version 1 or 2).
+        """A refiner from :meth:`to_dict`'s data (format version 1 to 4).
 
         :param d: the decoded JSON.
         :param source: what to name in errors (the file).
@@ -397,6 +404,10 @@ class Refiner:
                         raise ConfigError(f"class {label} uses step '{a['step']}', not among {list(refiner.steps)}")
                     tuned.append(TunedStep(a["step"], refiner.steps[a["step"]].params_from_dict(a["params"])))
                 refiner.chains[label] = ClassChain(label, tuple(tuned))
+            if d.get("start"):
+                from hypera_nnunet.refine.start import StartStep
+
+                refiner.start = tuple(StartStep.from_dict(st, source) for st in d["start"])
             if d.get("per_case"):
                 from hypera_nnunet.refine.case_policy import RidgeBandit
                 from hypera_nnunet.refine.per_case import ClassPolicy

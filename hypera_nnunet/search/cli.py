@@ -1,6 +1,6 @@
 """``hypera-nnunet search run|status|best|export``: hyperparameter search over whole nnU-Net trainings (Optuna).
 
-  hypera-nnunet search run SPACE.yaml --study FOLDER [-n 20] [-j 1] [--sampler tpe|random|qmc]
+  hypera-nnunet search run SPACE.yaml --study FOLDER [-n 20] [-j 1] [--sampler tpe|random|qmc|ensemble|hierarchical]
                                       [--pruner hyperband|median|curve|none] [--seed S]
   hypera-nnunet search status FOLDER [--json]
   hypera-nnunet search best FOLDER [--json]
@@ -34,10 +34,18 @@ def _add_run(sub) -> None:
     p.add_argument("--study", type=Path, required=True, help="the study folder (journal, trials)")
     p.add_argument("-n", "--n-trials", type=int, default=20, help="trials in the study in all (default 20)")
     p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes sharing the journal (default 1)")
-    p.add_argument("--sampler", default=None, help="tpe (default), random or qmc")
+    p.add_argument("--sampler", default=None, help="tpe (default), random, qmc, ensemble (deep-ensemble BO) or "
+                                                   "hierarchical (manager/worker)")
     p.add_argument("--pruner", default=None,
                    help="hyperband (default), median, curve (learning-curve extrapolation) or none")
     p.add_argument("--seed", type=int, default=None, help="the sampler's seed (worker i uses seed + i)")
+    p.add_argument("--budget-epochs", type=int, default=None,
+                   help="the study's total budget in epochs: no trial starts once it is spent, and the trial that "
+                        "spends it stops there (default: none; -n alone limits the study)")
+    p.add_argument("--transfer-from", nargs="+", type=Path, metavar="STUDY",
+                   help="warm-start a new study from the most similar of these finished studies (by nnU-Net's "
+                        "dataset fingerprint): their best trials are queued first")
+    p.add_argument("--transfer-top", type=int, default=5, help="trials queued from the source (default 5)")
     p.add_argument("--backend", choices=("optuna", "ray"), default="optuna",
                    help="optuna (default: one machine, a journal file) or ray (Ray Tune: ASHA or PBT, local or a "
                         "cluster)")
@@ -82,8 +90,17 @@ def _run(args) -> int:
     values = read_config_file(args.space)
     space = parse_space(values, str(args.space))
     if args.backend == "ray":
+        if args.transfer_from or args.budget_epochs:
+            raise HyperaError("--transfer-from and --budget-epochs work with the optuna backend only")
         return _run_ray(args, values, space)
-    create_or_check(args.study, values, str(args.space), args.sampler, args.pruner, args.seed)
+    create_or_check(args.study, values, str(args.space), args.sampler, args.pruner, args.seed,
+                    budget_epochs=args.budget_epochs)
+    if args.transfer_from:
+        from hypera_nnunet.search.study import transfer_into
+
+        t = transfer_into(args.study, args.transfer_from, args.transfer_top)
+        sim = "no fingerprint" if t["similarity"] is None else f"similarity {t['similarity']:.3f}"
+        _print(f"warm start from {t['source']} ({sim}): {len(t['queued'])} trial(s) queued")
     if space.objective == "nnunet" and space.device == "cpu" and args.jobs > 1:
         _print(f"warning: -j {args.jobs} nnU-Net trainings at once on the CPU share its cores (each is slower)")
     _print(f"study {args.study}: {space.objective} objective, trainer {space.trainer}, {len(space.params)} "
@@ -136,7 +153,7 @@ def _print_status(s: dict) -> None:
     b = s["best"]
     print("best: " + ("none yet" if b is None else f"trial {b['number']}, value {b['value']:.4f}"))
     print(f"budget spent: {s['epochs_spent']} epochs = {s['full_trainings_spent']:.2f} full trainings of "
-          f"{s['max_epochs']} epochs")
+          f"{s['max_epochs']} epochs" + (f" (budget {s['budget_epochs']} epochs)" if s.get("budget_epochs") else ""))
 
 
 def run_cli(args) -> int:

@@ -103,7 +103,20 @@ def _no_pruning(space: SearchSpace, seed: int | None):
     return optuna.pruners.NopPruner()
 
 
-SAMPLERS: dict[str, Callable] = {"tpe": _tpe, "random": _random, "qmc": _qmc, "ensemble": _ensemble}
+def _ensemble_ei(space: SearchSpace, seed: int | None):
+    from hypera_nnunet.search.ensemble_sampler import EnsembleSampler
+
+    return EnsembleSampler(seed=seed, acquisition="ei")
+
+
+def _hierarchical(space: SearchSpace, seed: int | None):
+    from hypera_nnunet.search.hierarchical import HierarchicalSampler
+
+    return HierarchicalSampler(seed=seed)
+
+
+SAMPLERS: dict[str, Callable] = {"tpe": _tpe, "random": _random, "qmc": _qmc, "ensemble": _ensemble,
+                                 "ensemble-ei": _ensemble_ei, "hierarchical": _hierarchical}
 PRUNERS: dict[str, Callable] = {"hyperband": _hyperband, "median": _median, "curve": _curve, "none": _no_pruning}
 
 
@@ -130,9 +143,16 @@ def read_study_file(folder: Path) -> dict:
 
 
 def create_or_check(folder: Path, space_values: dict, space_path: str, sampler: str | None, pruner: str | None,
-                    seed: int | None, backend: str = "optuna") -> dict:
+                    seed: int | None, backend: str = "optuna", budget_epochs: int | None = None) -> dict:
     """The study's ``study.json``: written on first use; later runs must search the same space (one line if not).
-    ``sampler``/``pruner``/``seed`` None keep what the study was started with."""
+    ``sampler``/``pruner``/``seed``/``budget_epochs`` None keep what the study was started with.
+
+    :param budget_epochs: the study's total budget in epochs (every trial's epochs, a resumed trial's once): no
+        trial starts once it is spent, and a running trial is stopped at the epoch that spends it (user attribute
+        ``stopped: budget``; it counts as pruned). None: no budget.
+    """
+    if budget_epochs is not None and budget_epochs < 1:
+        raise HyperaError(f"--budget-epochs must be at least 1, got {budget_epochs}")
     folder = Path(folder)
     path = folder / STUDY_FILE
     if path.is_file():
@@ -144,14 +164,15 @@ def create_or_check(folder: Path, space_values: dict, space_path: str, sampler: 
             raise HyperaError(f"{folder} searches another space (its {STUDY_FILE} holds the space it started with); "
                               f"{space_path} differs: use a new --study folder")
         changed = False
-        for k, v in (("sampler", sampler), ("pruner", pruner), ("seed", seed)):
+        for k, v in (("sampler", sampler), ("pruner", pruner), ("seed", seed), ("budget_epochs", budget_epochs)):
             if v is not None and meta.get(k) != v:
                 meta[k], changed = v, True
         if changed:
             atomic_write_json(path, meta)
         return meta
     meta = {"space": space_values, "space_file": str(space_path), "sampler": sampler or "tpe",
-            "pruner": pruner or "hyperband", "seed": seed, "study_name": STUDY_NAME, "backend": backend}
+            "pruner": pruner or "hyperband", "seed": seed, "study_name": STUDY_NAME, "backend": backend,
+            "budget_epochs": budget_epochs}
     if backend == "ray":
         meta["sampler"], meta["pruner"] = "random", pruner or "asha"
     for k, reg in (("sampler", SAMPLERS), ("pruner", PRUNERS)) if backend == "optuna" else ():
@@ -234,6 +255,16 @@ def recover_stale(study, folder: Path, space: SearchSpace) -> list[int]:
 
 
 # ---- running --------------------------------------------------------------------------------------------------
+def epochs_spent(study) -> int:
+    """Epochs trained by the study's trials, a resumed trial's folder counted once (its largest epoch)."""
+    by_folder: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        f = t.user_attrs.get("folder") or _folder_name(t.number)
+        by_folder[f] = max(by_folder.get(f, 0), int(t.user_attrs.get("epochs") or max(t.intermediate_values,
+                                                                                       default=0)))
+    return sum(by_folder.values())
+
+
 def _counted(study) -> int:
     """Trials that count towards ``-n``: finished ones, not those recovered as stale (they continue as new ones)."""
     from optuna.trial import TrialState
@@ -243,15 +274,19 @@ def _counted(study) -> int:
 
 
 def make_objective(space: SearchSpace, folder: Path, objective: Callable | None = None,
-                   on_trial: Callable[[str], None] | None = None):
+                   on_trial: Callable[[str], None] | None = None, budget_epochs: int | None = None):
     """The Optuna objective: sample, lock the trial's folder, run ``objective`` (the space's by default), report
-    each epoch, and translate :class:`Pruned` / :class:`TrialFailed`."""
+    each epoch, and translate :class:`Pruned` / :class:`TrialFailed`; stop at the study's epoch budget."""
     optuna = require_optuna()
     fn = objective or OBJECTIVES[space.objective]
 
     def run(trial) -> float:
         values = {p.key: p.suggest(trial) for p in space.params}
         name = trial.user_attrs.get("resume_of") or _folder_name(trial.number)
+        if budget_epochs is not None and epochs_spent(trial.study) >= budget_epochs:
+            trial.set_user_attr("stopped", "budget")
+            trial.study.stop()
+            raise optuna.TrialPruned(f"the study's budget of {budget_epochs} epochs is spent")
         tdir = trial_folder(folder, name)
         lock = FolderLock(tdir, f"trial {trial.number}")
         try:
@@ -269,6 +304,10 @@ def make_objective(space: SearchSpace, folder: Path, objective: Callable | None 
             def report(epoch: int, value: float) -> bool:
                 trial.report(value, epoch)
                 trial.set_user_attr("epochs", epoch)
+                if budget_epochs is not None and epoch < space.max_epochs and \
+                        epochs_spent(trial.study) >= budget_epochs:
+                    trial.set_user_attr("stopped", "budget")
+                    return True
                 return trial.should_prune()
 
             try:
@@ -292,27 +331,46 @@ def make_objective(space: SearchSpace, folder: Path, objective: Callable | None 
     return run
 
 
+def transfer_into(folder: Path, sources, top: int) -> dict:
+    """Warm-start a new study from the most similar of ``sources`` (:mod:`.transfer`), once: a study that already
+    records a transfer, or already has trials, is left as it is. Returns the ``transfer`` record."""
+    from hypera_nnunet.search.transfer import warm_start
+
+    folder = Path(folder)
+    meta = read_study_file(folder)
+    if meta.get("transfer"):
+        return meta["transfer"]
+    study, space, _ = open_study(folder, meta)
+    if study.get_trials(deepcopy=False):
+        raise HyperaError(f"{folder} already has trials: --transfer-from only warm-starts a new study")
+    record = warm_start(study, space, folder, sources, top)
+    meta["transfer"] = record
+    atomic_write_json(folder / STUDY_FILE, meta)
+    return record
+
+
 def run_worker(folder: Path, n_trials: int, worker: int = 0, objective: Callable | None = None,
                progress: bool = False, on_trial: Callable[[str], None] | None = None) -> int:
     """Run trials until the study holds ``n_trials`` counted trials (shared by every worker); returns how many
     this worker ran."""
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study, space, _ = open_study(folder, worker=worker)
+    study, space, meta = open_study(folder, worker=worker)
+    budget = meta.get("budget_epochs")
     recovered = recover_stale(study, folder, space)
     if recovered and on_trial:
         on_trial(f"recovered trial(s) {recovered} of a worker that died: queued again to resume from their folders")
     left = n_trials - _counted(study)
-    if left <= 0:
+    if left <= 0 or (budget is not None and epochs_spent(study) >= budget):
         return 0
     ran = [0]
 
     def stop_when_done(study_, trial_) -> None:
         ran[0] += 1
-        if _counted(study_) >= n_trials:
+        if _counted(study_) >= n_trials or (budget is not None and epochs_spent(study_) >= budget):
             study_.stop()
 
-    study.optimize(make_objective(space, folder, objective, on_trial), n_trials=left, catch=(TrialFailed,),
+    study.optimize(make_objective(space, folder, objective, on_trial, budget), n_trials=left, catch=(TrialFailed,),
                    callbacks=[stop_when_done], show_progress_bar=progress, gc_after_trial=False)
     return ran[0]
 
@@ -364,7 +422,8 @@ def summary(folder: Path) -> dict[str, Any]:
     return {"study": str(folder), "backend": meta.get("backend", "optuna"), "sampler": meta["sampler"],
             "pruner": meta["pruner"], "trials": len(rows),
             "states": states, "best": best, "epochs_spent": spent, "max_epochs": space.max_epochs,
-            "full_trainings_spent": spent / space.max_epochs, "rows": rows}
+            "full_trainings_spent": spent / space.max_epochs, "budget_epochs": meta.get("budget_epochs"),
+            "rows": rows}
 
 
 def best_trial(folder: Path) -> tuple[dict, SearchSpace]:

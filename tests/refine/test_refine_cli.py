@@ -36,3 +36,17 @@ def test_fit_needs_exactly_one_input_mode(capsys):
 
     assert main(["refine", "fit"]) == 2
     assert "either -i" in capsys.readouterr().err
+
+
+def test_fit_names_a_missing_postprocessing_file(tmp_path, capsys):
+    """``--postprocessing`` reaches the fit: a missing pickle is one line naming it, before any case is read."""
+    from refine_testdata import write_model
+
+    from hypera_nnunet.refine.cli import main
+
+    m = write_model(tmp_path, n_cases=2)
+    missing = tmp_path / "nope" / "postprocessing.pkl"
+    assert main(["refine", "fit", "-i", str(m["val"][0]), "-ref", str(m["gt"]), "-o", str(tmp_path / "r.json"),
+                 "--postprocessing", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "Traceback" not in err and not (tmp_path / "r.json").exists()

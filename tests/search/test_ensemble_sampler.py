@@ -57,3 +57,24 @@ def test_pruned_trials_enter_at_their_fidelity():
                           intermediate_values={1: 0.2, 3: 0.4})
     rows = EnsembleSampler.training_rows([done, pruned], ["x"], dist)
     assert rows == [([0.25], 0.9, 1.0), ([0.75], 0.4, 3 / 9)]
+
+
+def test_expected_improvement_exactly():
+    from scipy.stats import norm
+
+    from hypera_nnunet.search.ensemble_sampler import expected_improvement
+
+    ei = expected_improvement(np.array([1.0, 0.5, 2.0, 0.0]), np.array([1.0, 0.0, 0.0, 2.0]), 1.0)
+    # z = 0: sd * phi(0); sd 0: max(mean - best, 0); z = -0.5 with sd 2
+    assert ei[0] == pytest.approx(norm.pdf(0.0), abs=1e-15) and ei[1] == 0.0 and ei[2] == 1.0
+    assert ei[3] == pytest.approx(2.0 * (-0.5 * norm.cdf(-0.5) + norm.pdf(-0.5)), abs=1e-15)
+
+
+def test_the_ei_variant_finds_a_1d_optimum_in_its_trust_region():
+    sampler = EnsembleSampler(seed=0, n_startup=6, acquisition="ei")
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(lambda t: -(t.suggest_float("x", 0.0, 1.0) - 0.7) ** 2, n_trials=14)
+    assert sampler.last_fit["member"] is None and sampler.last_fit["n"] == 13
+    assert abs(study.best_params["x"] - 0.7) < 0.05
+    with pytest.raises(ValueError, match="thompson or ei"):
+        EnsembleSampler(acquisition="ucb")

@@ -145,3 +145,20 @@ def test_without_optuna_search_names_the_extra(space, tmp_path, monkeypatch, cap
 def test_status_of_a_folder_that_is_no_study(tmp_path, capsys):
     assert main(["search", "status", str(tmp_path)]) == 2
     assert "is not a search study" in capsys.readouterr().err
+
+
+def test_an_epoch_budget_stops_the_study_where_it_is_spent(space, tmp_path, capsys):
+    """``--budget-epochs 40``: no trial starts once 40 epochs are trained, and the trial that reaches 40 stops at
+    that epoch, so the study spends exactly 40 epochs however many trials -n allows."""
+    study = tmp_path / "bud"
+    assert main(["search", "run", str(space), "--study", str(study), "-n", "50", "--seed", "0", "--pruner", "none",
+                 "--budget-epochs", "40"]) == 0
+    s = summary(study)
+    assert s["epochs_spent"] == 40 and s["budget_epochs"] == 40
+    # no pruner: every trial runs 18 epochs, so trials 0 and 1 finish and trial 2 is stopped at its epoch 4
+    assert [(r["state"], r["epochs"]) for r in s["rows"]] == [("COMPLETE", 18), ("COMPLETE", 18), ("PRUNED", 4)]
+    assert main(["search", "run", str(space), "--study", str(study), "-n", "50"]) == 0  # spent: nothing runs
+    assert summary(study)["trials"] == 3
+    capsys.readouterr()
+    assert main(["search", "status", str(study)]) == 0
+    assert "(budget 40 epochs)" in capsys.readouterr().out
