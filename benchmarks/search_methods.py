@@ -36,7 +36,10 @@ def run_one(method: str, repeat: int, n_trials: int, study=None, return_study: b
     if study is None:
         sampler = SAMPLERS[method](space, repeat)
         pruner = optuna.pruners.HyperbandPruner(min_resource=3, max_resource=27, reduction_factor=3)
-        study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+        # a fixed study name: Optuna's Hyperband assigns trials to brackets by a hash of the study name and the
+        # trial number, and an unnamed study gets a random name (so the repeats were not reproducible before)
+        study = optuna.create_study(study_name=f"{method}-{repeat}", direction="maximize", sampler=sampler,
+                                    pruner=pruner)
     trace = []  # per trial: (epochs so far, best finished score so far)
     spent, best = 0, -np.inf
     t0 = time.perf_counter()
@@ -83,7 +86,8 @@ def transfer_eval(repeats: int, n_source: int = 40, n_target: int = 10) -> dict:
     for r in range(repeats):
         src = run_study("tpe", r, n_source)
         for warm in (False, True):
-            target = optuna.create_study(direction="maximize", sampler=SAMPLERS["tpe"](space, r + 1000),
+            target = optuna.create_study(study_name=f"transfer-{r}-{warm}", direction="maximize",
+                                         sampler=SAMPLERS["tpe"](space, r + 1000),
                                          pruner=optuna.pruners.HyperbandPruner(min_resource=3, max_resource=27,
                                                                                reduction_factor=3))
             if warm:

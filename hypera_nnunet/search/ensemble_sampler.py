@@ -195,7 +195,9 @@ class EnsembleSampler(optuna.samplers.BaseSampler):
         names = sorted(search_space)
         rows = self.training_rows(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
                                   names, search_space)
-        if sum(1 for r in rows if r[2] >= 1.0) < self._n_startup and len(rows) < 2 * self._n_startup:
+        # rows of pruned trials count too: under Optuna's Hyperband a sampler sees only its bracket's trials, where
+        # few finish (waiting for n_startup finished ones left the model unused in most brackets of a 40-trial study)
+        if len(rows) < self._n_startup:
             return {}
         x = np.array([r[0] + [r[2]] for r in rows])
         y = np.array([r[1] for r in rows])

@@ -8,7 +8,8 @@ manager that learns which worker should act next, by policy gradient with an adv
   exponent, warm-up), its loss weights, its augmentation, and HYPERA's own settings (every section but ``nnunet``);
   any other parameter is a group of its own.
 * **A worker** proposes new values for its group only: a Gaussian step of ``STEP_SD`` in the encoded unit box around
-  the incumbent (the best finished trial so far; a categorical parameter is redrawn with probability ``REDRAW``),
+  the incumbent (the best finished trial so far, else the pruned trial that got furthest; a categorical parameter is
+  redrawn with probability ``REDRAW``),
   every other parameter is copied from the incumbent. A coordinate-block local search, as in the document.
 * **The manager** is a softmax policy over the workers, ``pi(g) = softmax(theta)_g``, with no state (a bandit over
   workers; the document's state is the search history, which the incumbent already summarises). A worker's reward
@@ -21,7 +22,8 @@ manager that learns which worker should act next, by policy gradient with an adv
   rewards so far, so that the step does not depend on the objective's scale.
 
 The manager is replayed from the study's trials in trial order at every proposal (:func:`replay`), so several
-worker processes sharing one journal agree on it without shared memory. The first ``n_startup`` trials are random.
+worker processes sharing one journal agree on it without shared memory. The first ``n_startup`` trials (finished or
+pruned: under Optuna's Hyperband a sampler sees only the trials of its bracket, where few finish) are random.
 Randomness comes from the sampler's own generator, never the global ones.
 """
 
@@ -115,6 +117,21 @@ def replay(trials, workers: Sequence[str], sign: float = 1.0, lr: float = LR) ->
     return m
 
 
+def _incumbent(trials, sign: float):
+    """(trial, value): the best finished trial; without one, the pruned trial that got furthest, best value first."""
+    from optuna.trial import TrialState
+
+    done = [t for t in trials if t.state == TrialState.COMPLETE and _value(t) is not None]
+    if done:
+        t = max(done, key=lambda t: sign * t.value)
+        return t, float(t.value)
+    pruned = [t for t in trials if _value(t) is not None]
+    if not pruned:
+        return None
+    t = max(pruned, key=lambda t: (max(t.intermediate_values), sign * _value(t)))
+    return t, _value(t)
+
+
 class HierarchicalSampler(optuna.samplers.BaseSampler):
     """Optuna sampler: random for ``n_startup`` trials, then a worker chosen by the manager moves its group.
 
@@ -151,20 +168,21 @@ class HierarchicalSampler(optuna.samplers.BaseSampler):
 
         if not search_space:
             return {}
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if len(done) < self._n_startup:
+        # finished and pruned trials both count: under Optuna's Hyperband a sampler sees only the trials of the
+        # current trial's bracket, where few trials finish
+        seen = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if len(seen) < self._n_startup:
             return {}
         sign = -1.0 if study.direction.name == "MINIMIZE" else 1.0
         names = sorted(search_space)
         workers = sorted({group_of(n) for n in names})
-        manager = replay(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
-                         workers, sign, self._lr)
+        manager = replay(seen, workers, sign, self._lr)
         pi = manager.policy()
         worker = workers[int(self._rng.choice(len(workers), p=pi))]
-        incumbent = max((t for t in done if all(n in t.params for n in names)), key=lambda t: sign * t.value,
-                        default=None)
+        incumbent = _incumbent([t for t in seen if all(n in t.params for n in names)], sign)
         if incumbent is None:
             return {}
+        incumbent, incumbent_value = incumbent
         out = {}
         for n in names:
             dist = search_space[n]
@@ -173,7 +191,7 @@ class HierarchicalSampler(optuna.samplers.BaseSampler):
                 value = self._move(dist, value)
             out[n] = value
         study._storage.set_trial_system_attr(trial._trial_id, GROUP_ATTR, worker)
-        study._storage.set_trial_system_attr(trial._trial_id, INCUMBENT_ATTR, float(incumbent.value))
+        study._storage.set_trial_system_attr(trial._trial_id, INCUMBENT_ATTR, float(incumbent_value))
         self.last = {"worker": worker, "policy": dict(zip(workers, pi.tolist())), "incumbent": incumbent.number}
         return out
 
