@@ -205,5 +205,5 @@ def test_format_1_files_with_the_old_step_names_are_read():
     assert d["chains"]["1"]["steps"][1] == {"step": "components", "params": {"min_size_voxels": 5,
                                                                               "keep_largest": False,
                                                                               "connectivity": 1}}
-    with pytest.raises(HyperaError, match="r.json has refiner format version 4, this version reads 1, 2, 3"):
-        Refiner.from_dict({**d, "version": 4}, source="r.json")
+    with pytest.raises(HyperaError, match="r.json has refiner format version 5, this version reads 1, 2, 3, 4"):
+        Refiner.from_dict({**d, "version": 5}, source="r.json")
