@@ -30,7 +30,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import optuna
+
+from hypera_nnunet.search.sampler_base import RandomStartSampler
 
 MEMBERS = 5
 HIDDEN = 64
@@ -150,7 +151,7 @@ def expected_improvement(mean: np.ndarray, sd: np.ndarray, best: float) -> np.nd
     return out
 
 
-class EnsembleSampler(optuna.samplers.BaseSampler):
+class EnsembleSampler(RandomStartSampler):
     """Optuna sampler: random for ``n_startup`` trials, then Thompson samples of a deep
     ensemble over the study's finished and pruned trials.
 
@@ -164,28 +165,9 @@ class EnsembleSampler(optuna.samplers.BaseSampler):
         if acquisition not in ("thompson", "ei"):
             raise ValueError(f"acquisition {acquisition!r}: thompson or ei")
         self._acquisition = acquisition
-        self._rng = np.random.default_rng(seed)
-        self._random = optuna.samplers.RandomSampler(seed=seed)
+        super().__init__(seed)
         self._n_startup, self._members = n_startup, members
-        self._space = optuna.search_space.IntersectionSearchSpace()
         self.last_fit: dict = {}
-
-    # -- Optuna's BaseSampler interface ---------------------------------------------------------------------
-    def reseed_rng(self) -> None:
-        self._rng = np.random.default_rng()
-        self._random.reseed_rng()
-
-    def infer_relative_search_space(self, study, trial):
-        return self._space.calculate(study)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._random.sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study, trial) -> None:
-        self._random.before_trial(study, trial)
-
-    def after_trial(self, study, trial, state, values) -> None:
-        self._random.after_trial(study, trial, state, values)
 
     def sample_relative(self, study, trial, search_space):
         from optuna.trial import TrialState

@@ -33,9 +33,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import optuna
 
 from hypera_nnunet.search.ensemble_sampler import _decode, _encode_value, _width
+from hypera_nnunet.search.sampler_base import RandomStartSampler
 
 LR = 0.5  # the manager's step, on scale-free advantages
 STEP_SD = 0.1
@@ -132,7 +132,7 @@ def _incumbent(trials, sign: float):
     return t, _value(t)
 
 
-class HierarchicalSampler(optuna.samplers.BaseSampler):
+class HierarchicalSampler(RandomStartSampler):
     """Optuna sampler: random for ``n_startup`` trials, then a worker chosen by the manager moves its group.
 
     :param seed: the sampler's generator.
@@ -141,27 +141,9 @@ class HierarchicalSampler(optuna.samplers.BaseSampler):
     """
 
     def __init__(self, seed: int | None = None, n_startup: int = 8, lr: float = LR) -> None:
-        self._rng = np.random.default_rng(seed)
-        self._random = optuna.samplers.RandomSampler(seed=seed)
+        super().__init__(seed)
         self._n_startup, self._lr = n_startup, lr
-        self._space = optuna.search_space.IntersectionSearchSpace()
         self.last: dict = {}
-
-    def reseed_rng(self) -> None:
-        self._rng = np.random.default_rng()
-        self._random.reseed_rng()
-
-    def infer_relative_search_space(self, study, trial):
-        return self._space.calculate(study)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._random.sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study, trial) -> None:
-        self._random.before_trial(study, trial)
-
-    def after_trial(self, study, trial, state, values) -> None:
-        self._random.after_trial(study, trial, state, values)
 
     def sample_relative(self, study, trial, search_space):
         from optuna.trial import TrialState
