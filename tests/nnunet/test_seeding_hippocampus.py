@@ -43,6 +43,9 @@ def runs(hippo, tmp_path_factory):
         "shadow": _train(hippo, "HyperaTrainer_Shadow_2epochs_5iters", 7, "shadow", tmp, HYPERA_STORE=str(store),
                          HYPERA_CONFIG=str(cfg)),
         "other": _train(hippo, "nnUNetTrainer_2epochs_5iters", 8, "other", tmp),
+        # the search's trainer at nnU-Net's defaults (no HYPERA_CONFIG): a search's held-out runs compare it with
+        # nnUNetTrainer, so without a configuration it must train nnU-Net's weights
+        "configured": _train(hippo, "nnUNetTrainerConfigured_2epochs_5iters", 7, "configured", tmp),
         "store": store,
     }
 
@@ -72,6 +75,12 @@ def test_shadow_trains_exactly_nnunets_weights_with_the_same_seed(runs):
     lines = [json.loads(x) for x in (fold / "hypera" / "decisions.jsonl").read_text().splitlines()]
     assert [x["applied"] for x in lines] == [False, False]  # the agents decided, nothing was applied
     assert any(v != [0.0] for v in lines[0]["actions"].values())
+
+
+def test_the_configured_trainer_at_nnunets_defaults_trains_nnunets_weights(runs):
+    (_, ca, sa), (_, cc, sc) = runs["a"], runs["configured"]
+    assert _same_weights(ca, cc)
+    assert ca["logging"]["train_losses"] == cc["logging"]["train_losses"] and _metrics(sa) == _metrics(sc)
 
 
 def test_another_seed_gives_another_run(runs):
